@@ -1,0 +1,25 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/quickstart
+
+.PHONY: install demo test clean
+
+$(BIN)/hsvae: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/hsvae
+
+demo: install
+	$(BIN)/hsvae train --config configs/quickstart.py --workdir $(DEMO_DIR)
+	$(BIN)/hsvae evaluate --workdir $(DEMO_DIR) --split test
+	$(BIN)/hsvae encode --workdir $(DEMO_DIR) --input examples/sentences.txt --output $(DEMO_DIR)/examples.npz --print
+
+test: install
+	$(BIN)/pytest -n 2 tests
+
+clean:
+	rm -rf $(VENV) runs
