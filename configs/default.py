@@ -1,60 +1,8 @@
-"""Defaults shared by every config: the paper's architecture and training settings.
+"""The paper's architecture and training settings on a corpus in the paper's format.
 
-Run (the paper's sizes on your own corpus in the paper's format):
+Run:
   hsvae train --config configs/default.py --workdir runs/default \
       --config.data.name=dir --config.data.dir=PATH
 """
 
-import ml_collections
-
-
-def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "synthetic"  # dir | dbpedia | yahoo | yelp | synthetic
-  config.data.dir = ""  # corpus folder (dir) or TFDS manual_dir (dbpedia, yahoo, yelp)
-  config.data.tfds_data_dir = ""  # where TFDS prepares its array_record files; "" = TFDS default
-  config.data.vocab_size = 20_000  # cap on a vocabulary built from train (PAPER.md: 20k words)
-  config.data.max_length = 40  # tokens per sentence, <EOS> included; longer ones are truncated
-  config.data.length_buckets = (16, 24, 32, 40)  # batches are padded to one of these lengths
-  config.data.valid_fraction = 0.1  # carved from train when a corpus has no valid split
-  config.data.test_fraction = 0.1  # carved from train when a corpus has no test split
-  config.data.synthetic = ml_collections.ConfigDict()
-  config.data.synthetic.num_topics = 8
-  config.data.synthetic.words_per_topic = 40
-  config.data.synthetic.num_common_words = 40
-  config.data.synthetic.num_sentences = 12_000
-  config.data.synthetic.min_words = 6
-  config.data.synthetic.max_words = 14
-
-  config.model = ml_collections.ConfigDict()
-  config.model.latent = "hsvae"  # hsvae | gaussian
-  config.model.latent_dim = 768
-  config.model.embed_dim = 256
-  config.model.hidden_dim = 512
-  config.model.kl_z = "mc"  # mc (the paper's estimate) | analytic
-  config.model.spike_scale = 0.05
-  config.model.slab_scale = 1.0
-
-  # Values a sweep may vary: they reach the compiled step as arrays, not constants.
-  config.hparams = ml_collections.ConfigDict()
-  config.hparams.alpha = 4.0
-  config.hparams.beta = 1.0
-  config.hparams.z_reg_weight = 0.01  # psi
-  config.hparams.gamma_reg_weight = 0.01  # lambda
-  config.hparams.temperature = 0.5
-
-  config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 8_000  # about 15 epochs of 140k sentences at batch 256
-  config.train.batch_size = 256
-  config.train.learning_rate = 8e-4
-  config.train.max_consecutive_skips = 10  # non-finite updates skipped in a row before failing
-  config.train.log_every = 50
-  config.train.checkpoint_every = 1_000
-  config.train.checkpoints_to_keep = 2
-
-  config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 256
-  return config
+from hsvae_jax.default_config import get_config  # pylint: disable=unused-import

@@ -1,0 +1,94 @@
+"""The `hsvae` command: train, evaluate and encode. Thin: parsing and printing, the work is elsewhere."""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from hsvae_jax.errors import InputError
+
+COMMANDS = ("train", "evaluate", "encode")
+USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
+  hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
+  hsvae evaluate --workdir DIR [--split valid|test|train]
+  hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]"""
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+_SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate: valid, test or train.")
+_INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a line.")
+_OUTPUT = flags.DEFINE_string("output", None, "Where `encode` writes the codes (.npz).")
+_PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
+
+
+def _fail(message: str) -> None:
+  print(f"hsvae: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse(argv: list[str]) -> list[str]:
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    print(USAGE, file=sys.stderr)
+    sys.exit(2)
+  try:
+    leftover = flags.FLAGS([argv[0]] + argv[2:])
+  except flags.Error as error:
+    # One line naming the flag; config_flags puts the unknown key in the message.
+    _fail(str(error).splitlines()[0])
+  if len(leftover) > 1:
+    _fail(f"unexpected arguments: {' '.join(leftover[1:])}")
+  return argv[:2]
+
+
+def _require(*flag_holders) -> None:
+  for holder in flag_holders:
+    if holder.value is None:
+      _fail(f"--{holder.name} is required")
+
+
+def _train() -> None:
+  _require(_CONFIG, _WORKDIR)
+  from hsvae_jax import train  # heavy imports after flags are known to be good
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+def _evaluate() -> None:
+  _require(_WORKDIR)
+  from hsvae_jax import evaluate
+  print(json.dumps(evaluate.evaluate(_WORKDIR.value, _SPLIT.value)))
+
+
+def _encode() -> None:
+  _require(_WORKDIR, _INPUT, _OUTPUT)
+  from hsvae_jax import evaluate
+  from hsvae_jax.data import read_lines
+  sentences = read_lines(_INPUT.value)
+  codes = evaluate.encode(_WORKDIR.value, sentences)
+  evaluate.save_codes(_OUTPUT.value, codes)
+  if _PRINT.value:
+    for sentence, code in zip(sentences, codes["code"]):
+      nonzero = {int(i): round(float(code[i]), 3) for i in code.nonzero()[0]}
+      print(f"{sentence}\n  {len(nonzero)} non-zero dims: {nonzero}")
+  print(f"wrote {len(sentences)} codes to {_OUTPUT.value}")
+
+
+def main(argv: list[str]) -> None:
+  command = {"train": _train, "evaluate": _evaluate, "encode": _encode}[argv[1]]
+  try:
+    command()
+  except InputError as error:
+    _fail(str(error))
+
+
+def run() -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  logging.set_verbosity(logging.WARNING)
+  app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,104 @@
+"""Batches of token ids: shuffled, sharded and checkpointable for training, in order for evaluation.
+
+A batch is {'tokens': int32 [B, L], 'lengths': int32 [B]}, tokens post-padded with PAD and L the
+smallest length bucket that holds the batch's longest sentence, so the step compiles once a bucket.
+"""
+
+from collections.abc import Iterator, Sequence
+import functools
+
+import grain
+import numpy as np
+
+from hsvae_jax.data.tokenizer import EOS, PAD
+from hsvae_jax.errors import InputError
+
+
+def bucket_length(length: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= length."""
+  fitting = [b for b in buckets if b >= length]
+  if not fitting:
+    raise ValueError(f"Length {length} exceeds the largest bucket {max(buckets)}.")
+  return min(fitting)
+
+
+def _check(token_ids: Sequence[np.ndarray], batch_size: int, buckets: Sequence[int]) -> None:
+  if batch_size < 1:
+    raise InputError(f"batch size {batch_size} is not positive")
+  longest = max(map(len, token_ids), default=0)
+  if longest > max(buckets):
+    raise InputError(
+        f"sentences of {longest} tokens do not fit the largest of data.length_buckets"
+        f" {tuple(buckets)}: lower data.max_length or add a bucket"
+    )
+
+
+def _pad(rows: Sequence[np.ndarray], buckets: Sequence[int]) -> dict[str, np.ndarray]:
+  lengths = np.array([len(r) for r in rows], dtype=np.int32)
+  tokens = np.full((len(rows), bucket_length(lengths.max(), buckets)), PAD, dtype=np.int32)
+  for i, row in enumerate(rows):
+    tokens[i, : len(row)] = row
+  return {"tokens": tokens, "lengths": lengths}
+
+
+def train_dataset(
+    token_ids: Sequence[np.ndarray],
+    batch_size: int,
+    seed: int,
+    length_buckets: Sequence[int],
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.IterDataset:
+  """Endless shuffled batches of this process's shard of token_ids; batch_size is per process.
+
+  Process p gets sentences p, p + process_count, ...: the shards are disjoint and cover the
+  corpus. Every epoch is shuffled afresh from the seed; batches run on across epoch boundaries,
+  so no sentence is dropped. Iterators of the dataset have get_state/set_state and go into an
+  Orbax checkpoint with grain.checkpoint.CheckpointSave/CheckpointRestore.
+  """
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
+  _check(token_ids, batch_size, length_buckets)
+  shard = grain.MapDataset.source(token_ids)[process_index::process_count]
+  if len(shard) < batch_size:
+    raise InputError(
+        f"{len(shard)} training sentences per process, fewer than the batch size {batch_size}"
+    )
+  return (
+      shard.shuffle(seed=seed)
+      .repeat()  # reseeds the shuffle every epoch
+      .batch(
+          batch_size,
+          drop_remainder=True,
+          batch_fn=functools.partial(_pad, buckets=tuple(length_buckets)),
+      )
+      # Sentences are in memory: grain advises no reader threads (they only contend for the GIL).
+      .to_iter_dataset(grain.ReadOptions(num_threads=0))
+  )
+
+
+def eval_batches(
+    token_ids: Sequence[np.ndarray], batch_size: int, length_buckets: Sequence[int]
+) -> Iterator[dict[str, np.ndarray]]:
+  """Batches of token_ids in order, each of exactly batch_size rows.
+
+  Besides tokens and lengths, 'mask' float32 [B] is 1 for a sentence and 0 for a row padding
+  the last batch, and 'index' int32 [B] is the row's position in token_ids (-1 for padding).
+  Padding rows are a lone EOS, so a model sees a well-formed sentence and no NaN appears.
+  """
+  _check(token_ids, batch_size, length_buckets)  # here, not on the first next()
+  return _eval_batches(token_ids, batch_size, tuple(length_buckets))
+
+
+def _eval_batches(
+    token_ids: Sequence[np.ndarray], batch_size: int, length_buckets: Sequence[int]
+) -> Iterator[dict[str, np.ndarray]]:
+  filler = np.array([EOS], dtype=np.int32)
+  for start in range(0, len(token_ids), batch_size):
+    rows = list(token_ids[start : start + batch_size])
+    num_real = len(rows)
+    batch = _pad(rows + [filler] * (batch_size - num_real), length_buckets)
+    batch["mask"] = (np.arange(batch_size) < num_real).astype(np.float32)
+    batch["index"] = np.full(batch_size, -1, dtype=np.int32)
+    batch["index"][:num_real] = np.arange(start, start + num_real)
+    yield batch

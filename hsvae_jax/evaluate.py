@@ -1,0 +1,112 @@
+"""Evaluation and encoding of a trained workdir: ELBO terms, sparsity of the codes, sparse codes on disk."""
+
+import dataclasses
+import functools
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import scipy.sparse
+
+from hsvae_jax import data
+from hsvae_jax import metrics
+from hsvae_jax import objectives
+from hsvae_jax import train
+from hsvae_jax.errors import InputError
+from hsvae_jax.hparams import HParams
+from hsvae_jax.models import SentenceVAE, make_model
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  config: ml_collections.ConfigDict
+  vocab: data.Vocabulary
+  model: SentenceVAE
+  params: dict
+
+
+def load_trained(workdir: str) -> TrainedModel:
+  """The latest checkpoint's parameters with the config and vocabulary they were trained with."""
+  config = train.load_workdir_config(workdir)
+  vocab = data.Vocabulary.load(os.path.join(workdir, train.VOCAB_FILE))
+  model = make_model(config.model, len(vocab))
+  mngr = train.checkpoint_manager(workdir, read_only=True)
+  step = mngr.latest_step()
+  if step is None:
+    raise InputError(f"{workdir} holds no checkpoint; run `hsvae train` first")
+  abstract = jax.eval_shape(functools.partial(
+      train.create_train_state, model, train.make_optimizer(config.train)), jax.random.key(0))
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  return TrainedModel(config, vocab, model, restored.state.params)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: HParams) -> dict:
+  """Per-sentence ELBO terms (one posterior sample) and deterministic codes of a batch."""
+  terms = objectives.per_example_terms(model, params, batch, key, hparams)
+  posterior = model.apply({"params": params}, batch["tokens"], batch["lengths"], method=SentenceVAE.encode)
+  codes = model.latent.codes(posterior)
+  return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ}
+
+
+def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray]) -> dict[str, np.ndarray]:
+  """eval_step over every sentence, results in input order; only one batch at a time on the device."""
+  config = trained.config
+  hparams = HParams.from_config(config.hparams)
+  eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  outputs: dict[str, list[np.ndarray]] = {}
+  for i, batch in enumerate(data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets)):
+    device_batch = {k: batch[k] for k in ("tokens", "lengths")}
+    result = jax.device_get(eval_step(trained.model, trained.params, device_batch,
+                                      jax.random.fold_in(eval_key, i), hparams))
+    real = batch["mask"] > 0
+    result["num_tokens"] = batch["lengths"]
+    for name, value in result.items():
+      outputs.setdefault(name, []).append(np.asarray(value)[real])
+  return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def evaluate(workdir: str, split: str = "valid") -> dict[str, float]:
+  """ELBO terms and sparsity of the codes of `split`; also written to workdir/eval_<split>.json."""
+  if split not in SPLITS:
+    raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+  trained = load_trained(workdir)
+  corpus = data.load_corpus(trained.config.data)
+  token_ids = trained.vocab.encode_all(corpus.sentences[split], trained.config.data.max_length)
+  out = _run_batches(trained, token_ids)
+  result = {
+      "split": split,
+      "num_sentences": len(token_ids),
+      "latent": trained.config.model.latent,
+      "latent_dim": trained.config.model.latent_dim,
+      "rec_nll": float(out["rec_nll"].mean()),
+      "rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum()),
+      "kl_z": float(out["kl_z"].mean()),
+      "kl_gamma": float(out["kl_gamma"].mean()),
+      "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
+  } | metrics.sparsity(out["code"])
+  with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
+  """Sparse codes, slab means and slab probabilities of sentences, each [N, Z], in input order."""
+  if not sentences:
+    raise InputError("no sentences to encode")
+  trained = load_trained(workdir)
+  token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
+  out = _run_batches(trained, token_ids)
+  return {name: out[name] for name in ("code", "mu", "slab_prob")}
+
+
+def save_codes(path: str, codes: dict[str, np.ndarray]) -> None:
+  """The codes as CSR in scipy's npz layout (scipy.sparse.load_npz reads it), with mu and slab_prob beside."""
+  csr = scipy.sparse.csr_matrix(codes["code"])
+  np.savez_compressed(path, format=np.array(b"csr"), shape=np.array(csr.shape), data=csr.data,
+                      indices=csr.indices, indptr=csr.indptr, mu=codes["mu"], slab_prob=codes["slab_prob"])

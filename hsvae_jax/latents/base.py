@@ -1,0 +1,42 @@
+"""What every latent family provides; each family is one small module registered in __init__."""
+
+from typing import NamedTuple, Protocol
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from hsvae_jax.hparams import HParams
+
+Posterior = dict[str, jax.Array]  # the posterior's parameters, each [B, Z]
+Sample = dict[str, jax.Array]  # 'z' [B, Z] and whatever else the family's KL needs
+
+
+class Codes(NamedTuple):
+  """Deterministic codes of a batch: the sparse code, the slab mean and E_q[slab indicator]."""
+
+  code_BxZ: jax.Array
+  mu_BxZ: jax.Array
+  slab_prob_BxZ: jax.Array
+
+
+class Latent(Protocol):
+  """A latent family: a hashable config object (a frozen dataclass) with these methods."""
+
+  latent_dim: int
+
+  @classmethod
+  def from_config(cls, model_config: ml_collections.ConfigDict) -> "Latent":
+    ...
+
+  def head(self) -> nn.Module:
+    """The Flax module mapping the encoder state [B, H] to the posterior's parameters."""
+
+  def sample(self, posterior: Posterior, key: jax.Array, temperature: jax.Array) -> Sample:
+    """A reparameterised sample for the decoder."""
+
+  def kl(self, posterior: Posterior, sample: Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
+    """(KL_z [B], KL_gamma [B]), each summed over latent dimensions."""
+
+  def codes(self, posterior: Posterior) -> Codes:
+    """Codes for evaluation and encoding (no sampling)."""

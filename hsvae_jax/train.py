@@ -1,0 +1,204 @@
+"""Training: a pure jitted step, exact-resume Orbax checkpoints, metrics.jsonl and a progress bar."""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax.struct
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from hsvae_jax import data
+from hsvae_jax import objectives
+from hsvae_jax.errors import InputError
+from hsvae_jax.hparams import HParams
+from hsvae_jax.models import SentenceVAE, make_model
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.txt"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+# Config sections that fix the parameters and the data order: a checkpoint only resumes under the same.
+RESUME_KEYS = ("model", "data", "seed")
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  opt_state: optax.OptState
+  model: SentenceVAE = flax.struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # The learning rate lives in the optimiser state so a sweep can give each member its own.
+  adam = optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate)
+  return optax.apply_if_finite(adam, max_consecutive_errors=train_config.max_consecutive_skips)
+
+
+def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+  tokens_BxL = jnp.ones((1, 2), jnp.int32)
+  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0))["params"]
+  return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def train_step(state: TrainState, batch: dict, base_key: jax.Array,
+               hparams: HParams) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted."""
+  key = jax.random.fold_in(base_key, state.step)
+  grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
+  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = terms | {
+      "grad_norm": optax.global_norm(grads),
+      "skipped_steps": opt_state.total_notfinite,
+      "consecutive_skips": opt_state.notfinite_count,
+  }
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def _resume_fingerprint(config_dict: dict) -> dict[str, Any]:
+  return {k: v for k, v in _flatten(config_dict).items() if k.split(".")[0] in RESUME_KEYS}
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise InputError(f"{workdir} holds no trained model ({CONFIG_FILE} is missing); run `hsvae train` first")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def checkpoint_manager(workdir: str, train_config: ml_collections.ConfigDict | None = None,
+                       read_only: bool = False) -> ocp.CheckpointManager:
+  keep = train_config.checkpoints_to_keep if train_config else 1
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(keep), read_only=read_only, create=not read_only)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options)
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether workdir holds a checkpoint to resume; refuses one made under another model or data config."""
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  if not (os.path.isdir(checkpoint_dir) and ocp.utils.checkpoint_steps(checkpoint_dir)):
+    return False
+  saved = _resume_fingerprint(load_workdir_config(workdir).to_dict())
+  wanted = _resume_fingerprint(json.loads(config.to_json_best_effort()))
+  differing = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+  if differing:
+    shown = ", ".join(f"{k}={saved.get(k)!r} (asked {wanted.get(k)!r})" for k in differing[:3])
+    raise InputError(f"{workdir} holds a checkpoint of another config: {shown}; use a new --workdir")
+  return True
+
+
+def prepare_vocabulary(corpus: data.Corpus, data_config: ml_collections.ConfigDict,
+                       workdir: str, resuming: bool) -> data.Vocabulary:
+  if resuming:
+    return data.Vocabulary.load(os.path.join(workdir, VOCAB_FILE))
+  if corpus.vocab_words:
+    return data.Vocabulary.from_words(corpus.vocab_words)
+  return data.Vocabulary.build(corpus.sentences["train"], data_config.vocab_size)
+
+
+def _restore_metrics_log(path: str, step: int) -> None:
+  """Drops lines logged after the checkpoint being resumed, so the log matches the replayed run."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    kept = [line for line in f if json.loads(line)["step"] <= step]
+  with open(path, "w") as f:
+    f.writelines(kept)
+
+
+def _host_means(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(metrics)
+  means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  for counter in ("skipped_steps", "consecutive_skips"):
+    means[counter] = int(stacked[-1][counter])
+  return means
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains config's model in workdir, resuming the checkpoint there if any; returns the final state."""
+  resuming = check_resumable(config, workdir)
+  corpus = data.load_corpus(config.data)
+  vocab = prepare_vocabulary(corpus, config.data, workdir, resuming)
+  # Every input is validated above: only now is anything written.
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  vocab.save(os.path.join(workdir, VOCAB_FILE))
+
+  model = make_model(config.model, len(vocab))
+  tx = make_optimizer(config.train)
+  init_key, base_key = jax.random.split(jax.random.key(config.seed))
+  state = create_train_state(model, tx, init_key)
+  hparams = HParams.from_config(config.hparams)
+
+  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
+  dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
+                               jax.process_index(), jax.process_count())
+  batches = iter(dataset)
+
+  mngr = checkpoint_manager(workdir, config.train)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if resuming:
+    restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(batches)))
+    state = restored.state
+    logging.info("Resumed from step %d", int(state.step))
+  else:
+    open(metrics_path, "w").close()
+  _restore_metrics_log(metrics_path, int(state.step))
+
+  def save(step: int) -> None:
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(batches)), force=True)
+
+  start = int(state.step)
+  pending, interval_start, interval_first = [], time.perf_counter(), start
+  with open(metrics_path, "a") as metrics_log, tqdm.tqdm(
+      total=config.train.num_steps, initial=start, desc="train", unit="step",
+      disable=jax.process_index() != 0) as progress:
+    for step in range(start + 1, config.train.num_steps + 1):
+      state, metrics = train_step(state, next(batches), base_key, hparams)
+      pending.append(metrics)
+      progress.update()
+      at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps
+      if step % config.train.log_every == 0 or at_checkpoint:
+        means = _host_means(pending)
+        if means["consecutive_skips"] >= config.train.max_consecutive_skips:
+          raise FloatingPointError(
+              f"training diverged at step {step}: {means['consecutive_skips']} non-finite updates in a row")
+        elapsed = time.perf_counter() - interval_start
+        means["sentences_per_s"] = (step - interval_first) * config.train.batch_size / elapsed
+        metrics_log.write(json.dumps({"step": step} | means) + "\n")
+        metrics_log.flush()
+        progress.set_postfix(loss=f"{means['loss']:.2f}", kl_z=f"{means['kl_z']:.1f}")
+        pending, interval_start, interval_first = [], time.perf_counter(), step
+      if at_checkpoint:
+        save(step)
+  mngr.wait_until_finished()
+  mngr.close()
+  return state

@@ -1,0 +1,117 @@
+"""KL estimators against brute force, and the reconstruction term against a hand computation."""
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.stats
+
+from hsvae_jax import objectives
+from hsvae_jax.hparams import HParams
+from hsvae_jax.latents import GaussianLatent, HSVAELatent
+
+HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
+             gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
+POSTERIOR = {  # three dimensions: mostly slab, undecided, mostly spike
+    "mu": jnp.array([[1.5, -0.5, 0.3]]),
+    "sigma": jnp.array([[0.3, 0.8, 0.1]]),
+    "a": jnp.array([[1.0, 2.0, 6.0]]),
+    "b": jnp.array([[5.0, 2.0, 1.5]]),
+}
+
+
+def _mc_kl_draws(latent, n: int) -> np.ndarray:
+  """n independent one-sample KL_z estimates, each for a fresh (gamma, z) from the posterior."""
+  def one(key):
+    sample = latent.sample(POSTERIOR, key, HP.temperature)
+    return latent.kl(POSTERIOR, sample, HP)[0][0]
+  return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n)))
+
+
+def _mixture_pdf(z, spike_prob, loc, scale, spike_scale=0.05):
+  return spike_prob * scipy.stats.norm.pdf(z, 0, spike_scale) + (1 - spike_prob) * scipy.stats.norm.pdf(z, loc, scale)
+
+
+def _quadrature_kl(gamma, mu, sigma):
+  """KL(gamma N(0,.05) + (1-gamma) N(mu,sigma) || gamma N(0,.05) + (1-gamma) N(0,1)) by quadrature."""
+  def integrand(z):
+    q = _mixture_pdf(z, gamma, mu, sigma)
+    p = _mixture_pdf(z, gamma, 0.0, 1.0)
+    return q * (np.log(q) - np.log(p)) if q > 0 else 0.0
+  points = sorted({0.0, float(mu)})
+  return scipy.integrate.quad(integrand, -12, 12, points=points, limit=200)[0]
+
+
+def test_hsvae_mc_kl_is_unbiased_for_the_expected_mixture_kl():
+  draws = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 40_000)
+  brute = 0.0
+  for d in range(3):
+    a, b = float(POSTERIOR["a"][0, d]), float(POSTERIOR["b"][0, d])
+    gammas = scipy.stats.beta.ppf((np.arange(40) + 0.5) / 40, a, b)  # the expectation over gamma by quantiles
+    brute += np.mean([_quadrature_kl(g, float(POSTERIOR["mu"][0, d]), float(POSTERIOR["sigma"][0, d]))
+                      for g in gammas])
+  stderr = draws.std() / np.sqrt(draws.size)
+  assert abs(draws.mean() - brute) < 4 * stderr + 0.02 * brute
+
+
+def test_hsvae_analytic_kl_matches_indicator_brute_force_and_bounds_mc():
+  latent = HSVAELatent(latent_dim=3, kl_z="analytic")
+  analytic = float(latent.kl(POSTERIOR, {}, HP)[0][0])
+  # Brute force over (gamma, s, z): the indicator's log-probabilities cancel, the slab branch remains.
+  rng = np.random.default_rng(1)
+  total = 0.0
+  for d in range(3):
+    a, b = float(POSTERIOR["a"][0, d]), float(POSTERIOR["b"][0, d])
+    mu, sigma = float(POSTERIOR["mu"][0, d]), float(POSTERIOR["sigma"][0, d])
+    slab = rng.random(200_000) > rng.beta(a, b, size=200_000)
+    z = mu + sigma * rng.standard_normal(slab.sum())
+    log_ratio = scipy.stats.norm.logpdf(z, mu, sigma) - scipy.stats.norm.logpdf(z, 0.0, 1.0)
+    total += log_ratio.sum() / slab.size
+  assert analytic == pytest.approx(total, rel=0.02)
+  mc_mean = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 20_000).mean()
+  assert analytic > mc_mean  # conditioning on the indicator can only add information
+
+
+def test_hsvae_kl_gamma_is_closed_form_beta_kl():
+  latent = HSVAELatent(latent_dim=3)
+  _, kl_gamma = latent.kl(POSTERIOR, latent.sample(POSTERIOR, jax.random.key(0), HP.temperature), HP)
+  a, b = np.asarray(POSTERIOR["a"][0]), np.asarray(POSTERIOR["b"][0])
+  grid = np.linspace(1e-6, 1 - 1e-6, 400_001)
+  brute = 0.0
+  for d in range(3):
+    q = scipy.stats.beta.pdf(grid, a[d], b[d])
+    p = scipy.stats.beta.pdf(grid, 4.0, 1.0)
+    brute += np.trapezoid(np.where(q > 0, q * (np.log(q + 1e-300) - np.log(p + 1e-300)), 0.0), grid)
+  assert float(kl_gamma[0]) == pytest.approx(brute, rel=1e-3)
+
+
+def test_gaussian_mc_and_analytic_agree():
+  posterior = {k: POSTERIOR[k] for k in ("mu", "sigma")}
+  analytic = float(GaussianLatent(latent_dim=3, kl_z="analytic").kl(posterior, {}, HP)[0][0])
+  latent = GaussianLatent(latent_dim=3, kl_z="mc")
+  keys = jax.random.split(jax.random.key(0), 50_000)
+  draws = jax.vmap(lambda k: latent.kl(posterior, latent.sample(posterior, k, HP.temperature), HP)[0][0])(keys)
+  assert float(draws.mean()) == pytest.approx(analytic, abs=4 * float(draws.std()) / np.sqrt(50_000))
+  expected = sum(float(distrax.Normal(m, s).kl_divergence(distrax.Normal(0.0, 1.0)))
+                 for m, s in zip(posterior["mu"][0], posterior["sigma"][0]))
+  assert analytic == pytest.approx(expected, rel=1e-6)
+
+
+def test_hsvae_codes_zero_where_spike_is_likely():
+  codes = HSVAELatent(latent_dim=3).codes(POSTERIOR)
+  slab_prob = np.asarray(POSTERIOR["b"] / (POSTERIOR["a"] + POSTERIOR["b"]))
+  np.testing.assert_allclose(codes.slab_prob_BxZ, slab_prob, rtol=1e-6)
+  np.testing.assert_array_equal(codes.code_BxZ, np.where(slab_prob > 0.5, POSTERIOR["mu"], 0.0))
+  assert (np.asarray(codes.code_BxZ) == 0).sum() == 2
+
+
+def test_sequence_nll_sums_real_tokens_only():
+  rng = np.random.default_rng(0)
+  logits_LxBxV = jnp.asarray(rng.normal(size=(4, 2, 5)), jnp.float32)
+  tokens_BxL = jnp.array([[3, 4, 1, 0], [2, 2, 3, 1]])
+  lengths_B = jnp.array([3, 4])
+  log_probs = jax.nn.log_softmax(logits_LxBxV, axis=-1)
+  expected = [-sum(float(log_probs[t, b, tokens_BxL[b, t]]) for t in range(int(lengths_B[b]))) for b in range(2)]
+  np.testing.assert_allclose(objectives.sequence_nll(logits_LxBxV, tokens_BxL, lengths_B), expected, rtol=1e-5)

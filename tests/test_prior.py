@@ -1,0 +1,273 @@
+"""Tests for the spike-and-slab and hierarchical priors: against TFP, quadrature,
+Monte Carlo and closed forms; under jit, vmap and grad."""
+
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy import stats
+
+from hsvae_jax.prior import HierarchicalSpikeSlab
+from hsvae_jax.prior import SpikeAndSlab
+
+EPS = 1e-5
+
+
+def _tfd():
+  return pytest.importorskip("tensorflow_probability.substrates.jax").distributions
+
+
+class SpikeAndSlabTest(chex.TestCase):
+
+  @parameterized.named_parameters(
+      ("scalar", (), (), ()),
+      ("vector", (3,), (), (3,)),
+      ("broadcast", (2, 1), (3,), (2, 3)),
+  )
+  def test_shapes(self, prob_shape, loc_shape, batch_shape):
+    dist = SpikeAndSlab(
+        jnp.full(prob_shape, 0.3), jnp.zeros(loc_shape), 1.)
+    self.assertEqual(dist.event_shape, ())
+    self.assertEqual(dist.batch_shape, batch_shape)
+    self.assertEqual(dist.spike_prob.shape, batch_shape)
+    self.assertEqual(dist.slab_prob.shape, batch_shape)
+    key = jax.random.PRNGKey(0)
+    self.assertEqual(dist.sample(seed=key).shape, batch_shape)
+    samples, log_prob = dist.sample_and_log_prob(seed=key, sample_shape=(4, 5))
+    self.assertEqual(samples.shape, (4, 5) + batch_shape)
+    self.assertEqual(log_prob.shape, (4, 5) + batch_shape)
+    z, s = dist.relaxed_sample(key, 0.5)
+    self.assertEqual(z.shape, batch_shape)
+    self.assertEqual(s.shape, batch_shape)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_log_prob_matches_tfp(self):
+    tfd = _tfd()
+    spike_prob = jnp.array([[0.], [0.2], [0.8], [1.]])
+    loc = jnp.array([-1., 0., 0.5])
+    scale, spike_scale = 0.7, 0.05
+    value = jnp.array([0., 0.03, -0.8, 1.2])[:, None, None]
+    log_prob = self.variant(
+        lambda p, m, v: SpikeAndSlab(p, m, scale, spike_scale).log_prob(v))(
+            spike_prob, loc, value)
+    p, m = jnp.broadcast_arrays(spike_prob, loc)
+    expected = tfd.MixtureSameFamily(
+        tfd.Categorical(
+            logits=jnp.stack([jnp.log(p + EPS), jnp.log(1 - p + EPS)], -1)),
+        tfd.Normal(jnp.stack([jnp.zeros_like(m), m], -1),
+                   jnp.stack([jnp.full_like(m, spike_scale),
+                              jnp.full_like(m, scale)], -1)),
+    ).log_prob(value)
+    self.assertEqual(log_prob.shape, (4, 4, 3))
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-5)
+
+  def test_sample_moments(self):
+    dist = SpikeAndSlab(0.3, 2., 0.5)
+    z = dist.sample(seed=jax.random.PRNGKey(1), sample_shape=200_000)
+    self.assertAlmostEqual(float(jnp.mean(z)), float(dist.mean()), delta=0.01)
+    self.assertAlmostEqual(float(jnp.var(z)), float(dist.variance()),
+                           delta=0.02)
+    self.assertAlmostEqual(float(jnp.mean(jnp.abs(z) < 0.2)), 0.3, delta=0.01)
+
+  def test_mean_is_zero_for_a_certain_spike(self):
+    np.testing.assert_array_equal(
+        SpikeAndSlab(jnp.array([1., 0.]), 3., 1.).mean(), [0., 3.])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_log_prob_grads_are_finite_and_nonzero(self):
+    grad_fn = self.variant(jax.grad(
+        lambda p, m, s, v: jnp.sum(SpikeAndSlab(p, m, s).log_prob(v)),
+        argnums=(0, 1, 2)))
+    # Interior spike probabilities: every gradient is informative.
+    grads = grad_fn(jnp.array([0.2, 0.5, 0.9]), jnp.array(0.5),
+                    jnp.array(1.3), jnp.array([0.01, 0.4, 1.5]))
+    for g in grads:
+      self.assertTrue(np.all(np.isfinite(g)))
+      self.assertGreater(float(jnp.sum(jnp.abs(g))), 0.)
+    # A Beta sample can be exactly 0 or 1: the eps guard keeps these finite.
+    grads = grad_fn(jnp.array([0., 1.]), jnp.array(0.5), jnp.array(1.3),
+                    jnp.array([0.01, 0.4]))
+    for g in grads:
+      self.assertTrue(np.all(np.isfinite(g)))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_relaxed_indicator_is_binary_with_the_spike_frequency(self):
+    dist = SpikeAndSlab(jnp.full((100_000,), 0.3), 1., 1.)
+    _, s = self.variant(dist.relaxed_sample)(
+        jax.random.PRNGKey(2), jnp.array(0.5))
+    self.assertTrue(np.all((s == 0.) | (s == 1.)))
+    self.assertAlmostEqual(float(jnp.mean(s)), 0.3, delta=0.01)
+
+  def test_relaxed_z_follows_the_indicator(self):
+    dist = SpikeAndSlab(jnp.full((100_000,), 0.5), 2., 0.5, spike_scale=0.05)
+    z, s = dist.relaxed_sample(jax.random.PRNGKey(3), 0.5)
+    spike, slab = z[s == 1.], z[s == 0.]
+    self.assertAlmostEqual(float(jnp.mean(spike)), 0., delta=0.002)
+    self.assertAlmostEqual(float(jnp.std(spike)), 0.05, delta=0.002)
+    self.assertAlmostEqual(float(jnp.mean(slab)), 2., delta=0.02)
+    self.assertAlmostEqual(float(jnp.std(slab)), 0.5, delta=0.02)
+
+  def test_relaxed_soft_part_saturates_as_temperature_falls(self):
+    # The soft part shows only in the gradient: ds_i/dp_i is
+    # soft (1 - soft) / temperature * dlogit/dp, zero where soft is 0 or 1.
+    spike_prob = jnp.full((200_000,), 0.3)
+    key = jax.random.PRNGKey(4)
+
+    def per_entry_grad(temperature):
+      return jax.grad(lambda p: jnp.sum(
+          SpikeAndSlab(p, 1., 1.).relaxed_sample(key, temperature)[1]))(
+              spike_prob)
+
+    def saturated(temperature):
+      return float(jnp.mean(jnp.abs(per_entry_grad(temperature)) < 1e-3))
+
+    self.assertLess(saturated(1.), 0.01)
+    self.assertGreater(saturated(0.01), 0.9)
+    # Near the hard limit, the straight-through gradient estimates that of
+    # P(spike) = spike_prob, which is 1.
+    self.assertAlmostEqual(float(jnp.mean(per_entry_grad(0.05))), 1.,
+                           delta=0.05)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_relaxed_sample_grads_are_finite_and_nonzero(self):
+    def loss(p, m, s, temperature):
+      z, spike = SpikeAndSlab(p, m, s).relaxed_sample(
+          jax.random.PRNGKey(5), temperature)
+      return jnp.sum(jnp.square(z - 0.3)) + jnp.sum(spike)
+
+    n = 256
+    grads = self.variant(jax.grad(loss, argnums=(0, 1, 2)))(
+        jnp.full((n,), 0.4), jnp.full((n,), 0.5), jnp.full((n,), 1.2),
+        jnp.array(0.5))
+    for g in grads:
+      self.assertEqual(g.shape, (n,))
+      self.assertTrue(np.all(np.isfinite(g)))
+      self.assertGreater(float(jnp.sum(jnp.abs(g))), 0.)
+
+
+class HierarchicalSpikeSlabTest(chex.TestCase):
+
+  def test_batch_shape_broadcast(self):
+    dist = HierarchicalSpikeSlab(
+        jnp.ones((4, 1)), jnp.ones((1, 5)), spike_scale=jnp.full((5,), 0.05))
+    self.assertEqual(dist.event_shape, ())
+    self.assertEqual(dist.batch_shape, (4, 5))
+    self.assertEqual(dist.gamma_prior.batch_shape, (4, 5))
+    self.assertEqual(dist.mean().shape, (4, 5))
+    self.assertEqual(dist.variance().shape, (4, 5))
+    self.assertEqual(HierarchicalSpikeSlab(4., 1.).batch_shape, ())
+
+  @parameterized.named_parameters(
+      ("scalar", (), ()),
+      ("vector", (3,), 7),
+      ("matrix", (2, 3), (4, 5)),
+  )
+  def test_sample_shapes(self, batch_shape, sample_shape):
+    dist = HierarchicalSpikeSlab(jnp.full(batch_shape, 4.), 1.)
+    n_shape = (sample_shape,) if isinstance(sample_shape, int) else sample_shape
+    key = jax.random.PRNGKey(0)
+    self.assertEqual(dist.sample(seed=key, sample_shape=sample_shape).shape,
+                     n_shape + batch_shape)
+    samples, log_prob = dist.sample_and_log_prob(
+        seed=key, sample_shape=sample_shape)
+    self.assertEqual(samples.shape, n_shape + batch_shape)
+    self.assertEqual(log_prob.shape, n_shape + batch_shape)
+
+  def test_parts(self):
+    dist = HierarchicalSpikeSlab(4., 1., spike_scale=0.1, slab_scale=2.)
+    self.assertIsInstance(dist.gamma_prior, jax.tree_util.Partial.__mro__[-1])
+    np.testing.assert_allclose(dist.gamma_prior.mean(), 0.8)
+    conditional = dist.conditional(jnp.array([0.1, 0.9]))
+    self.assertIsInstance(conditional, SpikeAndSlab)
+    np.testing.assert_allclose(conditional.spike_prob, [0.1, 0.9])
+    np.testing.assert_allclose(conditional.loc, [0., 0.])
+    np.testing.assert_allclose(conditional.scale, [2., 2.])
+    np.testing.assert_allclose(conditional.spike_scale, [0.1, 0.1])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_log_prob_matches_tfp_marginal(self):
+    tfd = _tfd()
+    alpha = jnp.array([[4.], [0.5], [2.]])
+    beta = jnp.array([1., 3.])
+    value = jnp.array([0., 0.02, -0.3, 2.5])[:, None, None]
+    log_prob = self.variant(
+        lambda a, b, v: HierarchicalSpikeSlab(a, b).log_prob(v))(
+            alpha, beta, value)
+    a, b = jnp.broadcast_arrays(alpha, beta)
+    spike_prob = a / (a + b)
+    expected = tfd.MixtureSameFamily(
+        tfd.Categorical(probs=jnp.stack([spike_prob, 1 - spike_prob], -1)),
+        tfd.Normal(jnp.zeros(a.shape + (2,)),
+                   jnp.broadcast_to(jnp.array([0.05, 1.]), a.shape + (2,))),
+    ).log_prob(value)
+    self.assertEqual(log_prob.shape, (4, 3, 2))
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-5)
+
+  @parameterized.parameters((4., 1.), (2., 3.), (0.7, 1.5))
+  def test_log_prob_matches_quadrature(self, alpha, beta):
+    values = np.array([0., 0.04, 0.15, 1., 3.])
+    log_prob = HierarchicalSpikeSlab(alpha, beta).log_prob(values)
+    for value, lp in zip(values, np.asarray(log_prob)):
+      density, _ = integrate.quad(
+          lambda g, v=value: stats.beta.pdf(g, alpha, beta) * (
+              g * stats.norm.pdf(v, 0., 0.05)
+              + (1 - g) * stats.norm.pdf(v, 0., 1.)), 0., 1.)
+      self.assertAlmostEqual(float(lp), np.log(density), delta=1e-5)
+
+  def test_log_prob_matches_monte_carlo_marginal(self):
+    dist = HierarchicalSpikeSlab(jnp.array([4., 2.]), jnp.array([1., 3.]))
+    values_Vx1 = jnp.array([0., 0.04, 0.15, 1., 3.])[:, None]
+    n = 100_000
+    gamma_NxV1x2 = dist.gamma_prior.sample(
+        seed=jax.random.PRNGKey(6), sample_shape=n)[:, None, :]
+    conditional_NxVx2 = dist.conditional(gamma_NxV1x2).log_prob(values_Vx1)
+    monte_carlo_Vx2 = jax.nn.logsumexp(conditional_NxVx2, axis=0) - np.log(n)
+    np.testing.assert_allclose(
+        dist.log_prob(values_Vx1), monte_carlo_Vx2, atol=1e-2)
+
+  def test_sample_statistics(self):
+    dist = HierarchicalSpikeSlab(4., 1.)
+    z = dist.sample(seed=jax.random.PRNGKey(7), sample_shape=200_000)
+    near_zero = (0.8 * (2 * stats.norm.cdf(0.2 / 0.05) - 1)
+                 + 0.2 * (2 * stats.norm.cdf(0.2) - 1))
+    self.assertAlmostEqual(float(jnp.mean(jnp.abs(z) < 0.2)), near_zero,
+                           delta=0.01)
+    self.assertAlmostEqual(float(jnp.mean(z)), 0., delta=0.01)
+    self.assertAlmostEqual(float(jnp.var(z)), float(dist.variance()),
+                           delta=0.01)
+    gamma = dist.gamma_prior.sample(
+        seed=jax.random.PRNGKey(8), sample_shape=200_000)
+    self.assertAlmostEqual(float(jnp.mean(gamma)), 0.8, delta=0.01)
+
+  def test_vmap_over_alpha(self):
+    alphas = jnp.array([0.5, 1., 4., 10.])
+    values = jnp.array([0., 0.1, 2.])
+    vmapped = jax.vmap(
+        lambda a: HierarchicalSpikeSlab(a, 1.).log_prob(values))(alphas)
+    batched = HierarchicalSpikeSlab(alphas[:, None], 1.).log_prob(values)
+    np.testing.assert_allclose(vmapped, batched, rtol=1e-6)
+    keys = jax.random.split(jax.random.PRNGKey(9), 4)
+    samples = jax.vmap(lambda a, k: HierarchicalSpikeSlab(a, 1.).sample(
+        seed=k, sample_shape=3))(alphas, keys)
+    self.assertEqual(samples.shape, (4, 3))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_log_prob_grads_match_closed_form(self):
+    alpha, beta = 4., 1.
+    values = jnp.array([0., 0.1, 2.])
+    grad_alpha, grad_beta = self.variant(jax.grad(
+        lambda a, b: jnp.sum(HierarchicalSpikeSlab(a, b).log_prob(values)),
+        argnums=(0, 1)))(jnp.array(alpha), jnp.array(beta))
+    # d/da log(m N_spike + (1 - m) N_slab) with m = a / (a + b).
+    spike = stats.norm.pdf(np.asarray(values), 0., 0.05)
+    slab = stats.norm.pdf(np.asarray(values), 0., 1.)
+    m = alpha / (alpha + beta)
+    dlog_dm = (spike - slab) / (m * spike + (1 - m) * slab)
+    dm_da, dm_db = beta / (alpha + beta)**2, -alpha / (alpha + beta)**2
+    self.assertNotEqual(float(grad_alpha), 0.)
+    self.assertNotEqual(float(grad_beta), 0.)
+    np.testing.assert_allclose(grad_alpha, np.sum(dlog_dm) * dm_da, rtol=1e-4)
+    np.testing.assert_allclose(grad_beta, np.sum(dlog_dm) * dm_db, rtol=1e-4)
