@@ -86,7 +86,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.ERROR)
   app.run(main, flags_parser=_parse)
 
 

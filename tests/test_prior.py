@@ -1,8 +1,11 @@
 """Tests for the spike-and-slab and hierarchical priors: against TFP, quadrature,
 Monte Carlo and closed forms; under jit, vmap and grad."""
 
+import functools
+
 from absl.testing import parameterized
 import chex
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,9 +18,33 @@ from hsvae_jax.prior import SpikeAndSlab
 
 EPS = 1e-5
 
+# (alpha, beta) pairs whose large draws several tests share.
+_ALPHAS = (4., 2.)
+_BETAS = (1., 3.)
+_NUM_DRAWS = 200_000
+
 
 def _tfd():
   return pytest.importorskip("tensorflow_probability.substrates.jax").distributions
+
+
+@functools.cache
+def _draws():
+  """z and gamma draws, (alphas, num_draws) each, made under jit and vmap.
+
+  One program for all pairs: compiling the Beta sampler takes seconds.
+  """
+
+  def draw(alpha, beta, key):
+    dist = HierarchicalSpikeSlab(alpha, beta)
+    key_z, key_gamma = jax.random.split(key)
+    return (dist.sample(seed=key_z, sample_shape=_NUM_DRAWS),
+            dist.gamma_prior.sample(seed=key_gamma, sample_shape=_NUM_DRAWS))
+
+  keys = jax.random.split(jax.random.PRNGKey(6), len(_ALPHAS))
+  z_AxN, gamma_AxN = jax.jit(jax.vmap(draw))(
+      jnp.array(_ALPHAS), jnp.array(_BETAS), keys)
+  return np.asarray(z_AxN), np.asarray(gamma_AxN)
 
 
 class SpikeAndSlabTest(chex.TestCase):
@@ -34,19 +61,27 @@ class SpikeAndSlabTest(chex.TestCase):
     self.assertEqual(dist.batch_shape, batch_shape)
     self.assertEqual(dist.spike_prob.shape, batch_shape)
     self.assertEqual(dist.slab_prob.shape, batch_shape)
-    key = jax.random.PRNGKey(0)
-    self.assertEqual(dist.sample(seed=key).shape, batch_shape)
-    samples, log_prob = dist.sample_and_log_prob(seed=key, sample_shape=(4, 5))
+
+    def draw(key):
+      return (dist.sample(seed=key),
+              dist.sample_and_log_prob(seed=key, sample_shape=(4, 5)),
+              dist.relaxed_sample(key, 0.5))
+
+    # Shapes only: tracing is enough, and much cheaper than running.
+    sample, (samples, log_prob), (z, s) = jax.eval_shape(
+        draw, jax.random.PRNGKey(0))
+    self.assertEqual(sample.shape, batch_shape)
     self.assertEqual(samples.shape, (4, 5) + batch_shape)
     self.assertEqual(log_prob.shape, (4, 5) + batch_shape)
-    z, s = dist.relaxed_sample(key, 0.5)
     self.assertEqual(z.shape, batch_shape)
     self.assertEqual(s.shape, batch_shape)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_log_prob_matches_tfp(self):
     tfd = _tfd()
-    spike_prob = jnp.array([[0.], [0.2], [0.8], [1.]])
+    # Not spike_prob = 1: under jit XLA folds 1 - p + eps into 1.00001 - p,
+    # which float32 rounds; the guard is then 1.001e-5 rather than 1e-5.
+    spike_prob = jnp.array([[0.], [0.2], [0.8], [0.99]])
     loc = jnp.array([-1., 0., 0.5])
     scale, spike_scale = 0.7, 0.05
     value = jnp.array([0., 0.03, -0.8, 1.2])[:, None, None]
@@ -66,7 +101,8 @@ class SpikeAndSlabTest(chex.TestCase):
 
   def test_sample_moments(self):
     dist = SpikeAndSlab(0.3, 2., 0.5)
-    z = dist.sample(seed=jax.random.PRNGKey(1), sample_shape=200_000)
+    z = jax.jit(lambda key: dist.sample(seed=key, sample_shape=200_000))(
+        jax.random.PRNGKey(1))
     self.assertAlmostEqual(float(jnp.mean(z)), float(dist.mean()), delta=0.01)
     self.assertAlmostEqual(float(jnp.var(z)), float(dist.variance()),
                            delta=0.02)
@@ -78,20 +114,18 @@ class SpikeAndSlabTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_log_prob_grads_are_finite_and_nonzero(self):
-    grad_fn = self.variant(jax.grad(
+    # A Beta sample can be exactly 0 or 1: the eps guard keeps those finite.
+    spike_prob = jnp.array([0., 0.2, 0.9, 1.])
+    grads = self.variant(jax.grad(
         lambda p, m, s, v: jnp.sum(SpikeAndSlab(p, m, s).log_prob(v)),
-        argnums=(0, 1, 2)))
-    # Interior spike probabilities: every gradient is informative.
-    grads = grad_fn(jnp.array([0.2, 0.5, 0.9]), jnp.array(0.5),
-                    jnp.array(1.3), jnp.array([0.01, 0.4, 1.5]))
+        argnums=(0, 1, 2)))(spike_prob, jnp.array(0.5), jnp.array(1.3),
+                            jnp.array([0.01, 0.4, 1.5, 0.3]))
     for g in grads:
       self.assertTrue(np.all(np.isfinite(g)))
-      self.assertGreater(float(jnp.sum(jnp.abs(g))), 0.)
-    # A Beta sample can be exactly 0 or 1: the eps guard keeps these finite.
-    grads = grad_fn(jnp.array([0., 1.]), jnp.array(0.5), jnp.array(1.3),
-                    jnp.array([0.01, 0.4]))
-    for g in grads:
-      self.assertTrue(np.all(np.isfinite(g)))
+    grad_spike_prob, grad_loc, grad_scale = grads
+    self.assertTrue(np.all(grad_spike_prob != 0.))
+    self.assertNotEqual(float(grad_loc), 0.)
+    self.assertNotEqual(float(grad_scale), 0.)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_relaxed_indicator_is_binary_with_the_spike_frequency(self):
@@ -103,7 +137,7 @@ class SpikeAndSlabTest(chex.TestCase):
 
   def test_relaxed_z_follows_the_indicator(self):
     dist = SpikeAndSlab(jnp.full((100_000,), 0.5), 2., 0.5, spike_scale=0.05)
-    z, s = dist.relaxed_sample(jax.random.PRNGKey(3), 0.5)
+    z, s = jax.jit(dist.relaxed_sample)(jax.random.PRNGKey(3), 0.5)
     spike, slab = z[s == 1.], z[s == 0.]
     self.assertAlmostEqual(float(jnp.mean(spike)), 0., delta=0.002)
     self.assertAlmostEqual(float(jnp.std(spike)), 0.05, delta=0.002)
@@ -116,6 +150,7 @@ class SpikeAndSlabTest(chex.TestCase):
     spike_prob = jnp.full((200_000,), 0.3)
     key = jax.random.PRNGKey(4)
 
+    @jax.jit
     def per_entry_grad(temperature):
       return jax.grad(lambda p: jnp.sum(
           SpikeAndSlab(p, 1., 1.).relaxed_sample(key, temperature)[1]))(
@@ -168,17 +203,20 @@ class HierarchicalSpikeSlabTest(chex.TestCase):
   def test_sample_shapes(self, batch_shape, sample_shape):
     dist = HierarchicalSpikeSlab(jnp.full(batch_shape, 4.), 1.)
     n_shape = (sample_shape,) if isinstance(sample_shape, int) else sample_shape
-    key = jax.random.PRNGKey(0)
-    self.assertEqual(dist.sample(seed=key, sample_shape=sample_shape).shape,
-                     n_shape + batch_shape)
-    samples, log_prob = dist.sample_and_log_prob(
-        seed=key, sample_shape=sample_shape)
+
+    def draw(key):
+      return (dist.sample(seed=key, sample_shape=sample_shape),
+              dist.sample_and_log_prob(seed=key, sample_shape=sample_shape))
+
+    samples, (samples_too, log_prob) = jax.eval_shape(
+        draw, jax.random.PRNGKey(0))
     self.assertEqual(samples.shape, n_shape + batch_shape)
+    self.assertEqual(samples_too.shape, n_shape + batch_shape)
     self.assertEqual(log_prob.shape, n_shape + batch_shape)
 
   def test_parts(self):
     dist = HierarchicalSpikeSlab(4., 1., spike_scale=0.1, slab_scale=2.)
-    self.assertIsInstance(dist.gamma_prior, jax.tree_util.Partial.__mro__[-1])
+    self.assertIsInstance(dist.gamma_prior, distrax.Beta)
     np.testing.assert_allclose(dist.gamma_prior.mean(), 0.8)
     conditional = dist.conditional(jnp.array([0.1, 0.9]))
     self.assertIsInstance(conditional, SpikeAndSlab)
@@ -218,41 +256,53 @@ class HierarchicalSpikeSlabTest(chex.TestCase):
       self.assertAlmostEqual(float(lp), np.log(density), delta=1e-5)
 
   def test_log_prob_matches_monte_carlo_marginal(self):
-    dist = HierarchicalSpikeSlab(jnp.array([4., 2.]), jnp.array([1., 3.]))
-    values_Vx1 = jnp.array([0., 0.04, 0.15, 1., 3.])[:, None]
-    n = 100_000
-    gamma_NxV1x2 = dist.gamma_prior.sample(
-        seed=jax.random.PRNGKey(6), sample_shape=n)[:, None, :]
-    conditional_NxVx2 = dist.conditional(gamma_NxV1x2).log_prob(values_Vx1)
-    monte_carlo_Vx2 = jax.nn.logsumexp(conditional_NxVx2, axis=0) - np.log(n)
-    np.testing.assert_allclose(
-        dist.log_prob(values_Vx1), monte_carlo_Vx2, atol=1e-2)
+    _, gamma_AxN = _draws()
+    values_V = jnp.array([0., 0.04, 0.15, 1., 3.])
+
+    @jax.jit
+    def log_probs(gamma_AxN):
+      dist = HierarchicalSpikeSlab(jnp.array(_ALPHAS), jnp.array(_BETAS))
+      conditional_AxNxV = dist.conditional(gamma_AxN[..., None]).log_prob(
+          values_V)
+      monte_carlo_AxV = (jax.nn.logsumexp(conditional_AxNxV, axis=1)
+                         - np.log(_NUM_DRAWS))
+      return dist.log_prob(values_V[:, None]).T, monte_carlo_AxV
+
+    np.testing.assert_allclose(*log_probs(gamma_AxN), atol=1e-2)
 
   def test_sample_statistics(self):
-    dist = HierarchicalSpikeSlab(4., 1.)
-    z = dist.sample(seed=jax.random.PRNGKey(7), sample_shape=200_000)
-    near_zero = (0.8 * (2 * stats.norm.cdf(0.2 / 0.05) - 1)
-                 + 0.2 * (2 * stats.norm.cdf(0.2) - 1))
-    self.assertAlmostEqual(float(jnp.mean(jnp.abs(z) < 0.2)), near_zero,
-                           delta=0.01)
-    self.assertAlmostEqual(float(jnp.mean(z)), 0., delta=0.01)
-    self.assertAlmostEqual(float(jnp.var(z)), float(dist.variance()),
-                           delta=0.01)
-    gamma = dist.gamma_prior.sample(
-        seed=jax.random.PRNGKey(8), sample_shape=200_000)
-    self.assertAlmostEqual(float(jnp.mean(gamma)), 0.8, delta=0.01)
+    z_AxN, gamma_AxN = _draws()
+    for alpha, beta, z, gamma in zip(_ALPHAS, _BETAS, z_AxN, gamma_AxN):
+      spike_prob = alpha / (alpha + beta)
+      near_zero = (spike_prob * (2 * stats.norm.cdf(0.2 / 0.05) - 1)
+                   + (1 - spike_prob) * (2 * stats.norm.cdf(0.2) - 1))
+      self.assertAlmostEqual(np.mean(np.abs(z) < 0.2), near_zero, delta=0.01)
+      self.assertAlmostEqual(np.mean(z), 0., delta=0.01)
+      self.assertAlmostEqual(
+          np.var(z), float(HierarchicalSpikeSlab(alpha, beta).variance()),
+          delta=0.01)
+      self.assertAlmostEqual(np.mean(gamma), spike_prob, delta=0.01)
 
   def test_vmap_over_alpha(self):
     alphas = jnp.array([0.5, 1., 4., 10.])
     values = jnp.array([0., 0.1, 2.])
-    vmapped = jax.vmap(
-        lambda a: HierarchicalSpikeSlab(a, 1.).log_prob(values))(alphas)
-    batched = HierarchicalSpikeSlab(alphas[:, None], 1.).log_prob(values)
-    np.testing.assert_allclose(vmapped, batched, rtol=1e-6)
-    keys = jax.random.split(jax.random.PRNGKey(9), 4)
-    samples = jax.vmap(lambda a, k: HierarchicalSpikeSlab(a, 1.).sample(
-        seed=k, sample_shape=3))(alphas, keys)
-    self.assertEqual(samples.shape, (4, 3))
+
+    def log_prob(alpha):
+      return jnp.sum(HierarchicalSpikeSlab(alpha, 1.).log_prob(values))
+
+    def batched_log_prob(alphas):
+      return jnp.sum(
+          HierarchicalSpikeSlab(alphas[:, None], 1.).log_prob(values), axis=-1)
+
+    np.testing.assert_allclose(
+        jax.jit(jax.vmap(log_prob))(alphas),
+        jax.jit(batched_log_prob)(alphas), rtol=1e-6)
+    # Each alpha's log_prob depends on it alone, so the batched sum's gradient
+    # holds the per-alpha gradients.
+    np.testing.assert_allclose(
+        jax.jit(jax.vmap(jax.grad(log_prob)))(alphas),
+        jax.jit(jax.grad(lambda a: jnp.sum(batched_log_prob(a))))(alphas),
+        rtol=1e-5)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_log_prob_grads_match_closed_form(self):

@@ -34,13 +34,15 @@ import pathlib
 
 from etils import epath
 import numpy as np
+import requests
 import tensorflow_datasets as tfds
 
+from hsvae_jax.data.corpus import SPLITS, read_labels, read_lines, read_vocab
 from hsvae_jax.errors import InputError
 
-SPLITS = ('train', 'valid', 'test')
 _VOCAB_FILE = 'vocab.txt'
 _DOWNLOAD = 'download'
+_PROBE_TIMEOUT_S = 10
 _NO_NETWORK_HINT = 'pass --config.data.dir= pointing to a local copy'
 
 _HSVAE_REPO = 'https://github.com/VictorProkhorov/HSVAE'
@@ -62,36 +64,6 @@ _YELP_CITATION = """@inproceedings{shen2017style,
   booktitle = {Advances in Neural Information Processing Systems},
   year = {2017},
 }"""
-
-
-def _read_lines(path) -> list[str]:
-  """Lines of a UTF-8 file, without their line ends."""
-  try:
-    text = path.read_bytes().decode('utf-8')
-  except UnicodeDecodeError as e:
-    raise InputError(f'{path}: not valid UTF-8 (byte {e.start})') from None
-  except OSError as e:
-    raise InputError(f'cannot read {path}: {e.strerror}') from None
-  # Split on '\n' only: str.splitlines would also break on separators such as
-  # U+2028 that may sit inside a sentence.
-  lines = text.split('\n')
-  if lines[-1] == '':
-    lines.pop()
-  return [line.removesuffix('\r') for line in lines]
-
-
-def _read_labels(path, n: int) -> np.ndarray:
-  """The integer labels in `path`, one a line, which must number `n`."""
-  lines = _read_lines(path)
-  if len(lines) != n:
-    raise InputError(f'{path}: {len(lines)} labels for {n} sentences')
-  labels = np.empty(n, np.int64)
-  for i, line in enumerate(lines):
-    try:
-      labels[i] = int(line)
-    except ValueError:
-      raise InputError(f'{path}:{i + 1}: label {line!r} is not an integer') from None
-  return labels
 
 
 def _manual_files(manual_dir: pathlib.Path) -> dict[str, tuple[pathlib.Path, pathlib.Path]]:
@@ -126,7 +98,10 @@ def manual_config(manual_dir: str) -> CorpusConfig:
   if (path / _VOCAB_FILE).is_file():
     paths.append(path / _VOCAB_FILE)
   for p in paths:
-    content = p.read_bytes()
+    try:
+      content = p.read_bytes()
+    except OSError as e:
+      raise InputError(f'{p}: cannot read it ({e.strerror})') from None
     digest.update(f'{p.name}\0{len(content)}\0'.encode())
     digest.update(content)
   return CorpusConfig(
@@ -174,30 +149,38 @@ class _HsvaeCorpus(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       splits = {split: self._read_split(*paths)
                 for split, paths in _manual_files(manual_dir).items()}
       vocab = manual_dir / _VOCAB_FILE
-      vocab_words = _read_lines(vocab) if vocab.is_file() else None
+      vocab_words = read_vocab(vocab) if vocab.is_file() else None
     else:
-      # Not testable offline: needs GitHub.
+      # Only the parsing of this branch is tested offline (with a fake download).
+      urls = self._urls()
       try:
-        splits, vocab_words = self._download_splits(dl_manager)
-      except (tfds.download.DownloadError, OSError) as e:
+        # One quick request first: TFDS retries a failing download for minutes.
+        requests.head(next(iter(urls.values())), timeout=_PROBE_TIMEOUT_S)
+        paths = dl_manager.download(urls)
+      except (requests.RequestException, tfds.download.DownloadError) as e:
         raise InputError(
             f'cannot download the {self.name} corpus ({type(e).__name__}); '
             f'{_NO_NETWORK_HINT}') from e
+      splits, vocab_words = self._parse_download(paths)
     if vocab_words is not None:
       self.info.metadata['vocab'] = vocab_words
     return {split: self._generate_examples(*pair) for split, pair in splits.items()}
 
   def _read_split(self, text_path, label_path) -> tuple[list[str], np.ndarray]:
-    sentences = _read_lines(text_path)
-    labels = _read_labels(label_path, len(sentences))
-    bad = (labels < 0) | (labels >= self.NUM_CLASSES)
-    if bad.any():
+    sentences = read_lines(text_path)
+    labels = read_labels(label_path, len(sentences))
+    too_big = labels >= self.NUM_CLASSES
+    if too_big.any():
       raise InputError(
-          f'{label_path}: label {labels[bad][0]} is outside 0..{self.NUM_CLASSES - 1}')
+          f'{label_path}: label {labels[too_big][0]} is outside 0..{self.NUM_CLASSES - 1}')
     return sentences, labels
 
   @abc.abstractmethod
-  def _download_splits(self, dl_manager: tfds.download.DownloadManager):
+  def _urls(self) -> dict[str, str]:
+    """Upstream files to download, by a name for `_parse_download`."""
+
+  @abc.abstractmethod
+  def _parse_download(self, paths):
     """Split -> (sentences, labels) for every split, and the vocab words or None."""
 
   def _generate_examples(self, sentences, labels):
@@ -210,13 +193,14 @@ class _HsvaeRepoCorpus(_HsvaeCorpus, skip_registration=True):
 
   FOLDER: str
 
-  def _download_splits(self, dl_manager):
+  def _urls(self):
     names = [f'{s}{suffix}' for s in SPLITS for suffix in ('.txt', '_class_label.txt')]
-    paths = dl_manager.download(
-        {name: f'{_HSVAE_RAW}/{self.FOLDER}/{name}' for name in names + [_VOCAB_FILE]})
+    return {name: f'{_HSVAE_RAW}/{self.FOLDER}/{name}' for name in names + [_VOCAB_FILE]}
+
+  def _parse_download(self, paths):
     splits = {split: self._read_split(paths[f'{split}.txt'], paths[f'{split}_class_label.txt'])
               for split in SPLITS}
-    return splits, _read_lines(paths[_VOCAB_FILE])
+    return splits, read_vocab(paths[_VOCAB_FILE])
 
 
 class HsvaeDbpedia(_HsvaeRepoCorpus):
@@ -250,14 +234,15 @@ class HsvaeYelp(_HsvaeCorpus):
   HOMEPAGE = _YELP_REPO
   CITATION = _YELP_CITATION
 
-  def _download_splits(self, dl_manager):
+  def _urls(self):
     upstream = {'train': 'train', 'valid': 'dev', 'test': 'test'}
-    paths = dl_manager.download({
-        f'{split}.{label}': f'{_YELP_RAW}/sentiment.{name}.{label}'
-        for split, name in upstream.items() for label in (0, 1)})
+    return {f'{split}.{label}': f'{_YELP_RAW}/sentiment.{name}.{label}'
+            for split, name in upstream.items() for label in (0, 1)}
+
+  def _parse_download(self, paths):
     splits = {}
     for split in SPLITS:
-      negative, positive = _read_lines(paths[f'{split}.0']), _read_lines(paths[f'{split}.1'])
+      negative, positive = read_lines(paths[f'{split}.0']), read_lines(paths[f'{split}.1'])
       labels = np.repeat(np.array([0, 1], np.int64), [len(negative), len(positive)])
       splits[split] = (negative + positive, labels)
     return splits, None
@@ -292,10 +277,15 @@ def load_tfds_corpus(name: str, manual_dir: str,
 
   Returns:
     Split ('train', 'valid' or 'test', those present) -> (sentences, int64 labels).
+
+  Several processes sharing one `data_dir` must not prepare the same corpus at
+  once (TFDS renames its finished folder into place and the loser fails): prepare
+  it on one process first.
   """
   builder = _prepared_builder(name, manual_dir, data_dir)
   corpus = {}
   for split, source in builder.as_data_source().items():
+    # One batched read: indexing record by record is about ten times slower.
     examples = source.__getitems__(range(len(source)))
     sentences = [example['text'].decode('utf-8') for example in examples]
     labels = np.fromiter((example['label'] for example in examples), np.int64, len(examples))
@@ -313,5 +303,5 @@ def tfds_vocab_words(name: str, manual_dir: str, data_dir: str = '') -> list[str
   _builder_class(name)
   if manual_dir:
     vocab = pathlib.Path(manual_dir).expanduser() / _VOCAB_FILE
-    return _read_lines(vocab) if vocab.is_file() else None
+    return read_vocab(vocab) if vocab.is_file() else None
   return _prepared_builder(name, manual_dir, data_dir).info.metadata.get('vocab')

@@ -127,9 +127,8 @@ class SpikeAndSlab(distrax.Distribution):
 
   def _log_weights(self) -> Tuple[Array, Array]:
     """log(spike_prob + eps) and log(1 - spike_prob + eps)."""
-    # 1 - p is exact for p >= 1/2, where the guard matters.
     return (jnp.log(self._spike_prob + self._eps),
-            jnp.log((1. - self._spike_prob) + self._eps))
+            jnp.log(1. - self._spike_prob + self._eps))
 
   def _mixture(self) -> distrax.MixtureSameFamily:
     spike_logit, slab_logit = self._log_weights()

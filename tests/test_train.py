@@ -1,0 +1,93 @@
+"""The train step and loop: bucketed compilation, skipped non-finite updates, exact resume, refusals."""
+
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hsvae_jax import data
+from hsvae_jax import train
+from hsvae_jax.errors import InputError
+from hsvae_jax.hparams import HParams
+from hsvae_jax.models import make_model
+from conftest import tiny_config
+
+
+def _state_and_batches(config):
+  corpus = data.load_corpus(config.data)
+  vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
+  model = make_model(config.model, len(vocab))
+  state = train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
+  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
+  batches = iter(data.train_dataset(token_ids, config.train.batch_size, 0, config.data.length_buckets))
+  return state, batches
+
+
+def test_step_compiles_at_most_once_per_length_bucket():
+  config = tiny_config()
+  config.train.batch_size = 2  # small batches so that every bucket turns up
+  state, batches = _state_and_batches(config)
+  step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=len(config.data.length_buckets)),
+                 donate_argnums=0)
+  hparams = HParams.from_config(config.hparams)
+  lengths_seen = set()
+  for _ in range(40):
+    batch = next(batches)
+    lengths_seen.add(batch["tokens"].shape[1])
+    state, _ = step(state, batch, jax.random.key(1), hparams)
+  assert lengths_seen == set(config.data.length_buckets)  # every bucket was really exercised
+  assert int(state.step) == 40
+
+
+def test_non_finite_update_is_skipped_and_counted():
+  config = tiny_config()
+  state, batches = _state_and_batches(config)
+  batch = next(batches)
+  hparams = HParams.from_config(config.hparams)
+  state, _ = train.train_step(state, batch, jax.random.key(1), hparams)
+  params_before = jax.device_get(state.params)
+  poisoned = hparams.replace(z_reg_weight=jnp.float32(jnp.nan))
+  state, metrics = train.train_step(state, batch, jax.random.key(1), poisoned)
+  assert not np.isfinite(float(metrics["loss"]))
+  assert int(metrics["skipped_steps"]) == 1 and int(metrics["consecutive_skips"]) == 1
+  chex.assert_trees_all_equal(jax.device_get(state.params), params_before)
+  state, metrics = train.train_step(state, batch, jax.random.key(1), hparams)
+  assert int(metrics["skipped_steps"]) == 1 and int(metrics["consecutive_skips"]) == 0
+  assert int(state.step) == 3
+
+
+def _read_metrics(workdir):
+  with open(os.path.join(workdir, train.METRICS_FILE)) as f:
+    return [{k: v for k, v in json.loads(line).items() if k != "sentences_per_s"} for line in f]
+
+
+@pytest.mark.parametrize("latent", ["hsvae", "gaussian"])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, latent):
+  config = tiny_config(latent)
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  config.train.num_steps = 3  # "interrupted" at step 3, then resumed to the end
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.train.num_steps = 6
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 6
+  chex.assert_trees_all_equal(jax.device_get(resumed.params), jax.device_get(straight.params))
+  chex.assert_trees_all_equal(jax.device_get(resumed.opt_state), jax.device_get(straight.opt_state))
+  assert _read_metrics(tmp_path / "resumed") == _read_metrics(tmp_path / "straight")
+
+
+def test_checkpoint_of_another_config_is_refused_and_nothing_is_overwritten(tmp_path):
+  config = tiny_config()
+  config.train.num_steps = 3
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  files = {name: open(os.path.join(workdir, name), "rb").read()
+           for name in (train.CONFIG_FILE, train.VOCAB_FILE, train.METRICS_FILE)}
+  config.model.latent_dim = 4
+  with pytest.raises(InputError, match="model.latent_dim"):
+    train.train_and_evaluate(config, workdir)
+  for name, content in files.items():
+    assert open(os.path.join(workdir, name), "rb").read() == content
