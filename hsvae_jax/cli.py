@@ -31,14 +31,24 @@ def _fail(message: str) -> None:
 
 
 def _parse(argv: list[str]) -> list[str]:
+  if len(argv) > 1 and argv[1] in ("-h", "--help", "help"):
+    print(USAGE)
+    sys.exit(0)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(USAGE, file=sys.stderr)
-    sys.exit(2)
+    _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "a command is required")
   try:
     leftover = flags.FLAGS([argv[0]] + argv[2:])
   except flags.Error as error:
-    # One line naming the flag; config_flags puts the unknown key in the message.
     _fail(str(error).splitlines()[0])
+  except (AttributeError, KeyError) as error:
+    # A locked config: an override naming a key the config does not have.
+    _fail(f"unknown config key in --config override: {error}")
+  if flags.FLAGS["config"].present:
+    try:
+      _CONFIG.value.keys()  # config_flags reports a failed load only at first use
+    except OSError as error:
+      _fail(f"cannot load --config: {str(error).strip().splitlines()[-1].strip()}")
   if len(leftover) > 1:
     _fail(f"unexpected arguments: {' '.join(leftover[1:])}")
   return argv[:2]
@@ -76,8 +86,17 @@ def _encode() -> None:
   print(f"wrote {len(sentences)} codes to {_OUTPUT.value}")
 
 
+def _enable_compilation_cache() -> None:
+  """Reuses compiled steps across runs (JAX_COMPILATION_CACHE_DIR overrides where)."""
+  import jax
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/hsvae-jax/xla"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str]) -> None:
   command = {"train": _train, "evaluate": _evaluate, "encode": _encode}[argv[1]]
+  _enable_compilation_cache()
   try:
     command()
   except InputError as error:

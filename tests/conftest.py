@@ -2,11 +2,17 @@
 
 import pathlib
 
+import jax
 import pytest
 
 from hsvae_jax import default_config
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+# Many tests train the same tiny model: compile its step once for the whole session (and xdist workers).
+jax.config.update("jax_compilation_cache_dir", str(PROJECT_ROOT / ".pytest_cache" / "xla"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def tiny_config(latent: str = "hsvae"):

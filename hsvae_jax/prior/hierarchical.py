@@ -3,8 +3,6 @@
 Shape suffixes: B is the batch shape (any rank), N the number of samples.
 """
 
-from typing import Tuple
-
 import chex
 import distrax
 import jax
@@ -23,11 +21,13 @@ def _as_float(x: Numeric) -> Array:
 
 
 class HierarchicalSpikeSlab(distrax.Distribution):
-  """gamma ~ Beta(alpha, beta); z | gamma ~ gamma N(0, spike_scale^2) + (1 - gamma) N(0, slab_scale^2).
+  """The HSVAE prior over z, its spike probability gamma marginalised out.
 
-  A distribution over z (scalar events), gamma marginalised out; gamma is the
-  SPIKE probability, so alpha = 4, beta = 1 (E[gamma] = 0.8) favours
-  near-zero codes. The batch shape is the broadcast of the arguments' shapes.
+  Per dimension, gamma ~ Beta(alpha, beta) and
+  z | gamma ~ gamma N(0, spike_scale^2) + (1 - gamma) N(0, slab_scale^2).
+  gamma is the SPIKE probability: alpha = 4, beta = 1 (E[gamma] = 0.8) favours
+  near-zero codes. Scalar events; the batch shape is the broadcast of the
+  arguments' shapes.
   """
 
   def __init__(
@@ -55,11 +55,11 @@ class HierarchicalSpikeSlab(distrax.Distribution):
         self._slab_scale.shape)
 
   @property
-  def event_shape(self) -> Tuple[int, ...]:
+  def event_shape(self) -> tuple[int, ...]:
     return ()
 
   @property
-  def batch_shape(self) -> Tuple[int, ...]:
+  def batch_shape(self) -> tuple[int, ...]:
     return self._batch_shape
 
   @property

@@ -1,10 +1,8 @@
-"""Spike-and-slab: a narrow Gaussian at zero mixed with a free one, per dimension.
+"""Spike-and-slab: a narrow Gaussian at zero mixed with a free one.
 
 Shape suffixes: B is the batch shape (any rank), N the number of samples, 2 the
 two components (spike first, then slab).
 """
-
-from typing import Tuple
 
 import chex
 import distrax
@@ -94,11 +92,11 @@ class SpikeAndSlab(distrax.Distribution):
         self._spike_scale.shape)
 
   @property
-  def event_shape(self) -> Tuple[int, ...]:
+  def event_shape(self) -> tuple[int, ...]:
     return ()
 
   @property
-  def batch_shape(self) -> Tuple[int, ...]:
+  def batch_shape(self) -> tuple[int, ...]:
     return self._batch_shape
 
   @property
@@ -125,7 +123,7 @@ class SpikeAndSlab(distrax.Distribution):
   def eps(self) -> float:
     return self._eps
 
-  def _log_weights(self) -> Tuple[Array, Array]:
+  def _log_weights(self) -> tuple[Array, Array]:
     """log(spike_prob + eps) and log(1 - spike_prob + eps)."""
     return (jnp.log(self._spike_prob + self._eps),
             jnp.log(1. - self._spike_prob + self._eps))
@@ -152,7 +150,7 @@ class SpikeAndSlab(distrax.Distribution):
             + p * (1. - p) * jnp.square(loc))
 
   def relaxed_sample(
-      self, seed: PRNGKey, temperature: Numeric) -> Tuple[Array, Array]:
+      self, seed: PRNGKey, temperature: Numeric) -> tuple[Array, Array]:
     """A reparameterised sample for training, with its spike indicator.
 
     The indicator s is a binary-concrete (relaxed Bernoulli) sample of "spike",
@@ -179,8 +177,8 @@ class SpikeAndSlab(distrax.Distribution):
     hard_B = (soft_B > 0.5).astype(dtype)
     # Straight-through, written so that the forward value is exactly hard_B.
     s_B = hard_B + (soft_B - jax.lax.stop_gradient(soft_B))
-    spike_B = self._spike_scale * jax.random.normal(
+    spike_z_B = self._spike_scale * jax.random.normal(
         key_spike_noise, self.batch_shape, dtype)
-    slab_B = self._loc + self._scale * jax.random.normal(
+    slab_z_B = self._loc + self._scale * jax.random.normal(
         key_slab_noise, self.batch_shape, dtype)
-    return s_B * spike_B + (1. - s_B) * slab_B, s_B
+    return s_B * spike_z_B + (1. - s_B) * slab_z_B, s_B
