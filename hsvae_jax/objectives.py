@@ -8,10 +8,14 @@ from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE
 
 
-def sequence_nll(logits_LxBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.Array) -> jax.Array:
-  """Cross-entropy summed over each sentence's real tokens, <EOS> included: [B]."""
+def sequence_nll(logits_LBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.Array) -> jax.Array:
+  """Cross-entropy summed over each sentence's real tokens, <EOS> included: [B].
+
+  logits_LBxV is time-major and flat, as SentenceVAE.decode returns it.
+  """
   targets_LxB = tokens_BxL.T
-  nll_LxB = optax.softmax_cross_entropy_with_integer_labels(logits_LxBxV, targets_LxB)
+  nll_LB = optax.softmax_cross_entropy_with_integer_labels(logits_LBxV, targets_LxB.reshape(-1))
+  nll_LxB = nll_LB.reshape(targets_LxB.shape)
   real_LxB = jnp.arange(targets_LxB.shape[0])[:, None] < lengths_B[None, :]
   return jnp.where(real_LxB, nll_LxB, 0.0).sum(0)
 
@@ -19,9 +23,9 @@ def sequence_nll(logits_LxBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.
 def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
                       hparams: HParams) -> dict[str, jax.Array]:
   """Reconstruction NLL, KLs and the weighted loss of every sentence in the batch, each [B]."""
-  logits_LxBxV, posterior, sample = model.apply(
+  logits_LBxV, posterior, sample = model.apply(
       {"params": params}, batch["tokens"], batch["lengths"], key, hparams.temperature)
-  rec_nll_B = sequence_nll(logits_LxBxV, batch["tokens"], batch["lengths"])
+  rec_nll_B = sequence_nll(logits_LBxV, batch["tokens"], batch["lengths"])
   kl_z_B, kl_gamma_B = model.latent.kl(posterior, sample, hparams)
   loss_B = rec_nll_B + hparams.z_reg_weight * kl_z_B + hparams.gamma_reg_weight * kl_gamma_B
   return {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B}

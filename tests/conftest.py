@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny config that trains in seconds, and where the shared corpora live."""
 
+import importlib.util
 import pathlib
 
 import jax
@@ -13,6 +14,14 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 # Many tests train the same tiny model: compile its step once for the whole session (and xdist workers).
 jax.config.update("jax_compilation_cache_dir", str(PROJECT_ROOT / ".pytest_cache" / "xla"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def load_config_file(name: str):
+  """get_config() of configs/<name>.py, as `--config configs/<name>.py` gives it."""
+  spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def tiny_config(latent: str = "hsvae"):

@@ -17,7 +17,7 @@ def _params():
 def test_shapes_and_shared_embedding():
   params = _params()
   logits, posterior, sample = MODEL.apply({"params": params}, TOKENS, LENGTHS, jax.random.key(2), jnp.float32(0.5))
-  assert logits.shape == (6, 2, 11)  # time-major
+  assert logits.shape == (6 * 2, 11)  # time-major, flat
   assert set(posterior) == {"mu", "sigma", "a", "b"}
   assert sample["z"].shape == (2, 4)
   assert [k for k in params if "embed" in k.lower()] == ["embed"]
@@ -38,7 +38,7 @@ def test_encoder_reads_the_state_at_the_last_real_token():
 def test_decoder_is_teacher_forced_and_causal():
   params = _params()
   z = jax.random.normal(jax.random.key(3), (2, 4))
-  decode = lambda t, z: MODEL.apply({"params": params}, t, z, method=SentenceVAE.decode)
+  decode = lambda t, z: MODEL.apply({"params": params}, t, z, method=SentenceVAE.decode).reshape(6, 2, 11)
   changed = TOKENS.at[:, 3].set(10)
   before, after = decode(TOKENS, z), decode(changed, z)
   # Logits at step t see tokens < t only: changing token 3 changes steps 4 onwards.

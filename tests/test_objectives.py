@@ -114,4 +114,5 @@ def test_sequence_nll_sums_real_tokens_only():
   lengths_B = jnp.array([3, 4])
   log_probs = jax.nn.log_softmax(logits_LxBxV, axis=-1)
   expected = [-sum(float(log_probs[t, b, tokens_BxL[b, t]]) for t in range(int(lengths_B[b]))) for b in range(2)]
-  np.testing.assert_allclose(objectives.sequence_nll(logits_LxBxV, tokens_BxL, lengths_B), expected, rtol=1e-5)
+  nll = objectives.sequence_nll(logits_LxBxV.reshape(8, 5), tokens_BxL, lengths_B)
+  np.testing.assert_allclose(nll, expected, rtol=1e-5)

@@ -14,7 +14,7 @@ from hsvae_jax import train
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import make_model
-from conftest import tiny_config
+from conftest import load_config_file, tiny_config
 
 
 def _state_and_batches(config):
@@ -91,3 +91,12 @@ def test_checkpoint_of_another_config_is_refused_and_nothing_is_overwritten(tmp_
     train.train_and_evaluate(config, workdir)
   for name, content in files.items():
     assert open(os.path.join(workdir, name), "rb").read() == content
+
+
+@pytest.mark.parametrize("name", ["quickstart", "default", "dbpedia", "yahoo", "yelp"])
+def test_every_config_file_builds_a_model(name):
+  config = load_config_file(name)
+  model = make_model(config.model, 50)
+  shapes = jax.eval_shape(train.create_train_state, model, train.make_optimizer(config.train), jax.random.key(0))
+  assert shapes.params["posterior_head"]["mu"]["kernel"].shape == (config.model.hidden_dim, config.model.latent_dim)
+  assert max(config.data.length_buckets) == config.data.max_length

@@ -32,13 +32,17 @@ class SentenceVAE(nn.Module):
     return self.posterior_head(h_BxH)
 
   def decode(self, tokens_BxL: jax.Array, z_BxZ: jax.Array) -> jax.Array:
-    """Teacher-forced logits, time-major so the large logits array is never transposed."""
+    """Teacher-forced logits [L * B, V], time-major: row t * B + b is step t of sentence b.
+
+    A 2-D, time-major logits array is never transposed or reshaped on its way into the loss, which
+    keeps its gradient (the costliest part of a step at vocabulary sizes like 20k) a plain matmul.
+    """
     batch, length = tokens_BxL.shape
     # Input at step t is token t-1, with <EOS> as the start token; z joins every step.
     previous_BxL = jnp.concatenate([jnp.full((batch, 1), EOS, tokens_BxL.dtype), tokens_BxL[:, :-1]], axis=1)
     z_BxLxZ = jnp.broadcast_to(z_BxZ[:, None, :], (batch, length, z_BxZ.shape[-1]))
     h_LxBxH = self.decoder(jnp.concatenate([self.embed(previous_BxL), z_BxLxZ], axis=-1))
-    return self.vocab_projection(h_LxBxH)
+    return self.vocab_projection(h_LxBxH.reshape(length * batch, self.hidden_dim))
 
   def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array,
                temperature: jax.Array) -> tuple[jax.Array, Posterior, Sample]:

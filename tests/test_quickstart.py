@@ -1,0 +1,28 @@
+"""The quickstart's promise: HSVAE codes are mostly exact zeros and much sparser than a Gaussian VAE's."""
+
+import pytest
+
+from hsvae_jax import evaluate
+from hsvae_jax import train
+from conftest import load_config_file
+
+
+@pytest.fixture(scope="module")
+def quickstart_results(tmp_path_factory):
+  results = {}
+  for latent in ("hsvae", "gaussian"):
+    config = load_config_file("quickstart")
+    config.model.latent = latent
+    workdir = str(tmp_path_factory.mktemp(latent))
+    train.train_and_evaluate(config, workdir)
+    results[latent] = evaluate.evaluate(workdir, "test")
+  return results
+
+
+def test_hsvae_codes_are_sparse_and_gaussian_codes_dense(quickstart_results):
+  hsvae, gaussian = quickstart_results["hsvae"], quickstart_results["gaussian"]
+  assert hsvae["zero_fraction"] >= 0.5
+  assert gaussian["zero_fraction"] <= 0.05
+  assert hsvae["hoyer"] > gaussian["hoyer"] + 0.2
+  # Sparse, yet still a usable autoencoder: it reconstructs about as well as the dense model.
+  assert hsvae["rec_nll_token"] < 1.5 * gaussian["rec_nll_token"]
