@@ -27,8 +27,10 @@ def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
       {"params": params}, batch["tokens"], batch["lengths"], key, hparams.temperature)
   rec_nll_B = sequence_nll(logits_LBxV, batch["tokens"], batch["lengths"])
   kl_z_B, kl_gamma_B = model.latent.kl(posterior, sample, hparams)
+  extra_loss = model.latent.extra_loss(posterior, sample, hparams) if hasattr(model.latent, "extra_loss") else {}
   loss_B = rec_nll_B + hparams.z_reg_weight * kl_z_B + hparams.gamma_reg_weight * kl_gamma_B
-  return {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B}
+  loss_B = sum(extra_loss.values(), loss_B)
+  return {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B} | extra_loss
 
 
 def loss_fn(params, model: SentenceVAE, batch: dict, key: jax.Array,

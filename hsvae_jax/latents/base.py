@@ -21,7 +21,12 @@ class Codes(NamedTuple):
 
 
 class Latent(Protocol):
-  """A latent family: a hashable config object (a frozen dataclass) with these methods."""
+  """A latent family: a hashable config object (a frozen dataclass) with these methods.
+
+  Families with a loss term beyond the two KLs (e.g. a kernel discrepancy) also define
+  `extra_loss(posterior, sample, hparams) -> dict[str, [B]]`: named terms, already weighted,
+  that the objective adds to the loss and reports.
+  """
 
   latent_dim: int
 
