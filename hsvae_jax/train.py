@@ -1,5 +1,7 @@
 """Training: a pure jitted step, exact-resume Orbax checkpoints, metrics.jsonl and a progress bar."""
 
+from collections.abc import Callable, Iterator
+import dataclasses
 import functools
 import json
 import os
@@ -131,74 +133,142 @@ def _restore_metrics_log(path: str, step: int) -> None:
     f.writelines(kept)
 
 
-def _host_means(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
+def _host_means(metrics: list[dict[str, jax.Array]]) -> dict[str, Any]:
+  """Means over the logging interval (per member for a sweep); counters as of its last step."""
   stacked = jax.device_get(metrics)
-  means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  means = {k: np.mean(np.stack([m[k] for m in stacked]), axis=0).tolist() for k in stacked[0]}
   for counter in ("skipped_steps", "consecutive_skips"):
-    means[counter] = int(stacked[-1][counter])
+    means[counter] = np.asarray(stacked[-1][counter]).tolist()
   return means
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains config's model in workdir, resuming the checkpoint there if any; returns the final state."""
+@dataclasses.dataclass
+class Run:
+  """What a training loop needs, prepared and validated before anything is written to the workdir."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  vocab: data.Vocabulary
+  model: SentenceVAE
+  tx: optax.GradientTransformation
+  mesh: jax.sharding.Mesh
+  batches: Iterator[dict[str, np.ndarray]]
+  resuming: bool
+
+
+def make_mesh(mesh_config: ml_collections.ConfigDict, global_batch_size: int) -> jax.sharding.Mesh:
+  """A 1-D mesh over `mesh.data` devices (-1: all) that the global batch is split across."""
+  devices = jax.devices()
+  size = len(devices) if mesh_config.data == -1 else mesh_config.data
+  if not 1 <= size <= len(devices):
+    raise InputError(f"mesh.data={mesh_config.data} but {len(devices)} devices are available")
+  if global_batch_size % size:
+    raise InputError(f"train.batch_size={global_batch_size} does not split evenly over {size} devices")
+  return jax.sharding.Mesh(np.array(devices[:size]), ("data",))
+
+
+def prepare_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   resuming = check_resumable(config, workdir)
   corpus = data.load_corpus(config.data)
   vocab = prepare_vocabulary(corpus, config.data, workdir, resuming)
-  # Every input is validated above: only now is anything written.
+  mesh = make_mesh(config.mesh, config.train.batch_size)
+  # Processes batch independently, so with several they all pad to the longest bucket to agree on shapes.
+  buckets = config.data.length_buckets if jax.process_count() == 1 else (max(config.data.length_buckets),)
+  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
+  dataset = data.train_dataset(token_ids, config.train.batch_size // jax.process_count(), config.seed, buckets,
+                               jax.process_index(), jax.process_count())
+  model = make_model(config.model, len(vocab))
+  return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming)
+
+
+def write_workdir(config: ml_collections.ConfigDict, vocab: data.Vocabulary, workdir: str) -> None:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   vocab.save(os.path.join(workdir, VOCAB_FILE))
 
-  model = make_model(config.model, len(vocab))
-  tx = make_optimizer(config.train)
-  init_key, base_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(model, tx, init_key)
-  hparams = HParams.from_config(config.hparams)
 
-  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
-  dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
-                               jax.process_index(), jax.process_count())
-  batches = iter(dataset)
+def init_state(run: Run) -> TrainState:
+  """Parameters initialised from the config's seed, replicated over the mesh."""
+  init_key = jax.random.split(jax.random.key(run.config.seed))[0]
+  replicated = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
+  return jax.jit(functools.partial(create_train_state, run.model, run.tx), out_shardings=replicated)(init_key)
 
-  mngr = checkpoint_manager(workdir, config.train)
-  metrics_path = os.path.join(workdir, METRICS_FILE)
-  if resuming:
-    restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(batches)))
-    state = restored.state
-    logging.info("Resumed from step %d", int(state.step))
+
+def base_key(config: ml_collections.ConfigDict) -> jax.Array:
+  return jax.random.split(jax.random.key(config.seed))[1]
+
+
+def save_checkpoint(mngr: ocp.CheckpointManager, state: TrainState, batches) -> None:
+  mngr.save(int(state.step.max()), args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(batches)), force=True)
+
+
+def restore_checkpoint(mngr: ocp.CheckpointManager, state: TrainState, batches) -> TrainState:
+  """The latest checkpoint, into state's structure and shardings; batches continue where it stopped."""
+  restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(batches)))
+  return restored.state
+
+
+def _global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+StepFn = Callable[[TrainState, dict, jax.Array, HParams], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -> tuple[TrainState, np.ndarray]:
+  """Runs step_fn to train.num_steps with logging and checkpoints, resuming run.workdir's checkpoint.
+
+  Returns the final state and which runs diverged (a bool, or one per member when step_fn is a sweep's
+  vmapped step); fails only when all of them have.
+  """
+  config = run.config
+  mngr = checkpoint_manager(run.workdir, config.train)
+  metrics_path = os.path.join(run.workdir, METRICS_FILE)
+  if run.resuming:
+    state = restore_checkpoint(mngr, state, run.batches)
+    logging.info("Resumed from step %d", int(state.step.max()))
   else:
     open(metrics_path, "w").close()
-  _restore_metrics_log(metrics_path, int(state.step))
-
-  def save(step: int) -> None:
-    mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(batches)), force=True)
-
-  start = int(state.step)
+  start = int(state.step.max())
+  _restore_metrics_log(metrics_path, start)
+  step_key = base_key(config)
+  diverged = np.zeros(np.shape(state.step), bool)
   pending, interval_start, interval_first = [], time.perf_counter(), start
   with open(metrics_path, "a") as metrics_log, tqdm.tqdm(
       total=config.train.num_steps, initial=start, desc="train", unit="step",
       disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.train.num_steps + 1):
-      state, metrics = train_step(state, next(batches), base_key, hparams)
+      state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
       pending.append(metrics)
       progress.update()
       at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps
       if step % config.train.log_every == 0 or at_checkpoint:
         means = _host_means(pending)
-        if means["consecutive_skips"] >= config.train.max_consecutive_skips:
+        diverged |= np.asarray(means["consecutive_skips"]) >= config.train.max_consecutive_skips
+        if diverged.all():
           raise FloatingPointError(
-              f"training diverged at step {step}: {means['consecutive_skips']} non-finite updates in a row")
+              f"training diverged at step {step}: {config.train.max_consecutive_skips} non-finite updates in a row")
         elapsed = time.perf_counter() - interval_start
         means["sentences_per_s"] = (step - interval_first) * config.train.batch_size / elapsed
-        metrics_log.write(json.dumps({"step": step} | means) + "\n")
-        metrics_log.flush()
-        progress.set_postfix(loss=f"{means['loss']:.2f}", kl_z=f"{means['kl_z']:.1f}")
+        if jax.process_index() == 0:
+          metrics_log.write(json.dumps({"step": step} | means) + "\n")
+          metrics_log.flush()
+        progress.set_postfix(loss=f"{np.mean(means['loss']):.2f}", kl_z=f"{np.mean(means['kl_z']):.1f}")
         pending, interval_start, interval_first = [], time.perf_counter(), step
       if at_checkpoint:
-        save(step)
+        save_checkpoint(mngr, state, run.batches)
   mngr.wait_until_finished()
   mngr.close()
+  return state, diverged
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains config's model in workdir, resuming the checkpoint there if any; returns the final state."""
+  run = prepare_run(config, workdir)
+  write_workdir(config, run.vocab, workdir)
+  state, _ = train_loop(run, init_state(run), train_step, HParams.from_config(config.hparams))
   return state

@@ -1,5 +1,6 @@
 """The train step and loop: bucketed compilation, skipped non-finite updates, exact resume, refusals."""
 
+import functools
 import json
 import os
 
@@ -97,6 +98,7 @@ def test_checkpoint_of_another_config_is_refused_and_nothing_is_overwritten(tmp_
 def test_every_config_file_builds_a_model(name):
   config = load_config_file(name)
   model = make_model(config.model, 50)
-  shapes = jax.eval_shape(train.create_train_state, model, train.make_optimizer(config.train), jax.random.key(0))
+  shapes = jax.eval_shape(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)),
+                          jax.random.key(0))
   assert shapes.params["posterior_head"]["mu"]["kernel"].shape == (config.model.hidden_dim, config.model.latent_dim)
   assert max(config.data.length_buckets) == config.data.max_length

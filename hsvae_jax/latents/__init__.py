@@ -6,10 +6,14 @@ from hsvae_jax.errors import InputError
 from hsvae_jax.latents.base import Codes, Latent
 from hsvae_jax.latents.gaussian import GaussianLatent
 from hsvae_jax.latents.hsvae import HSVAELatent
+from hsvae_jax.latents.matvae import MATVAELatent
+from hsvae_jax.latents.vsc import VSCLatent
 
 LATENTS: dict[str, type[Latent]] = {
     "hsvae": HSVAELatent,
     "gaussian": GaussianLatent,
+    "matvae": MATVAELatent,
+    "vsc": VSCLatent,
 }
 KL_ESTIMATORS = ("mc", "analytic")
 

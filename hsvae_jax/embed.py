@@ -1,0 +1,98 @@
+"""Sentence embeddings from a pretrained encoder: for `hsvae embed`, and as inputs for training."""
+
+from collections.abc import Sequence
+import os
+
+import numpy as np
+
+from hsvae_jax.data import bucket_length, read_lines
+from hsvae_jax.encoders import bert
+from hsvae_jax.errors import InputError
+
+# Sentences tokenised at a time; each chunk is sorted by length so batches carry little padding.
+_BATCHES_PER_CHUNK = 32
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+  """16, 32, 64, ... below max_length, then max_length: one compilation a bucket."""
+  buckets = []
+  length = 16
+  while length < max_length:
+    buckets.append(length)
+    length *= 2
+  return (*buckets, max_length)
+
+
+def _check(pooling: str, batch_size: int) -> None:
+  bert.check_pooling(pooling)
+  if batch_size < 1:
+    raise InputError(f"batch size {batch_size} is not positive")
+
+
+def _embed(
+    encoder: bert.Pretrained, sentences: Sequence[str], pooling: str, batch_size: int
+) -> tuple[np.ndarray, int]:
+  _check(pooling, batch_size)
+  buckets = length_buckets(encoder.max_length)
+  out_NxD = np.empty((len(sentences), encoder.config.hidden_size), np.float32)
+  num_truncated = 0
+  chunk_size = batch_size * _BATCHES_PER_CHUNK
+  for start in range(0, len(sentences), chunk_size):
+    encodings, truncated = bert.tokenize(encoder, sentences[start : start + chunk_size])
+    num_truncated += truncated
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    for i in range(0, len(order), batch_size):
+      rows = order[i : i + batch_size]
+      length = bucket_length(len(encodings[rows[-1]].ids), buckets)  # rows[-1] is the longest
+      # Every batch has batch_size rows, so the last one compiles nothing new.
+      batch = bert.pad_batch([encodings[r] for r in rows], batch_size, length)
+      out_NxD[start + rows] = bert.encode_batch(encoder, batch, pooling)[: len(rows)]
+  return out_NxD, num_truncated
+
+
+def embed_sentences(
+    encoder: bert.Pretrained, sentences: Sequence[str], pooling: str = "mean", batch_size: int = 64
+) -> np.ndarray:
+  """The sentences' embeddings, float32 [N, hidden], in input order.
+
+  Args:
+    encoder: from hsvae_jax.encoders.load_pretrained.
+    sentences: any number, each truncated to encoder.max_length tokens.
+    pooling: 'mean' (over the sentence's tokens) or 'cls' (the first token's state).
+    batch_size: sentences a forward pass.
+  """
+  return _embed(encoder, sentences, pooling, batch_size)[0]
+
+
+def embed_file(
+    encoder_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    pooling: str = "mean",
+    batch_size: int = 64,
+) -> dict[str, int]:
+  """Embeds each line of a UTF-8 text file into a row of a float32 [num_lines, dim] .npy file.
+
+  Args:
+    encoder_path: a Hugging Face BERT-family model directory (see load_pretrained).
+    input_path: one sentence a line.
+    output_path: the .npy file to write.
+    pooling: 'mean' or 'cls'.
+    batch_size: sentences a forward pass.
+
+  Returns:
+    {'num_lines', 'num_truncated' (lines cut to the encoder's max length), 'dim'}.
+  """
+  _check(pooling, batch_size)  # before the slow load
+  sentences = read_lines(input_path)
+  if not sentences:
+    raise InputError(f"{input_path}: no sentences to embed")
+  encoder = bert.load_pretrained(encoder_path)
+  embeddings_NxD, num_truncated = _embed(encoder, sentences, pooling, batch_size)
+  try:
+    with open(output_path, "wb") as f:
+      np.save(f, embeddings_NxD)
+  except OSError as e:
+    raise InputError(f"{output_path}: cannot write it ({e.strerror})") from None
+  return {"num_lines": len(sentences), "num_truncated": num_truncated,
+          "dim": embeddings_NxD.shape[1]}
