@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from hsvae_jax.errors import InputError
 
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, so supervisors see the run did not finish
 COMMANDS = ("train", "evaluate", "encode", "sweep")
 USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
   hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
@@ -25,6 +26,11 @@ _INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a
 _OUTPUT = flags.DEFINE_string("output", None, "Where `encode` writes the codes (.npz).")
 _GRID = flags.DEFINE_multi_string("grid", [], "`sweep`: NAME=V1,V2,... (alpha, beta, z_reg_weight, "
                                    "gamma_reg_weight, temperature, learning_rate); members are the cross product.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs "
+                                   "outside SLURM and TPU VMs (which are detected).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address: processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
+_NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many JAX devices.")
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
 
 
@@ -65,8 +71,12 @@ def _require(*flag_holders) -> None:
 
 def _train() -> None:
   _require(_CONFIG, _WORKDIR)
-  from hsvae_jax import train  # heavy imports after flags are known to be good
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  from hsvae_jax import distributed, train  # heavy imports after flags are known to be good
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _NUM_CPU_DEVICES.value)
+  state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if int(state.step.max()) < _CONFIG.value.train.num_steps:
+    print(f"preempted: checkpoint saved at step {int(state.step.max())}; run again to resume", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
 
 
 def _evaluate() -> None:
@@ -99,9 +109,13 @@ def _enable_compilation_cache() -> None:
 
 def _sweep() -> None:
   _require(_CONFIG, _WORKDIR)
-  from hsvae_jax import sweep
+  from hsvae_jax import distributed, sweep
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _NUM_CPU_DEVICES.value)
   grid = sweep.parse_grid(_GRID.value)
   results = sweep.sweep(_CONFIG.value, _WORKDIR.value, grid, _SPLIT.value)
+  if results is None:
+    print("preempted: sweep checkpoint saved; run again to resume", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
   for entry in results:
     shown = {k: entry[k] for k in (*grid, "diverged", "zero_fraction", "hoyer", "rec_nll") if k in entry}
     print(json.dumps(shown))

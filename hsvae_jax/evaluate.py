@@ -41,6 +41,9 @@ def load_trained(workdir: str) -> TrainedModel:
     raise InputError(f"{workdir} holds no checkpoint; run `hsvae train` first")
   abstract = jax.eval_shape(functools.partial(
       train.create_train_state, model, train.make_optimizer(config.train)), jax.random.key(0))
+  # Restore onto this process's first device, whatever topology the run was trained on.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
   restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   return TrainedModel(config, vocab, model, restored.state.params)
 

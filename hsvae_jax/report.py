@@ -255,7 +255,8 @@ def _dimension_html(d: int, sentences: list[str], code_N: np.ndarray, words: lis
   return (f'<div class="dim"><h4>Dimension {d}: non-zero in {used} of {len(sentences)} sentences'
           f" ({used / len(sentences):.0%})</h4>\n"
           f"<table><tr><th>code</th><th>sentence</th></tr>{rows}</table>\n"
-          f'<p class="words">Words raising its mean |code| (by how much; in how many sentences): {listed}</p></div>')
+          f'<p class="words">Words raising its mean |code| (by how much; in how many sentences): {listed}</p>'
+          "</div>")
 
 
 def _run_section(number: int, run: Run) -> str:

@@ -85,8 +85,10 @@ def _check_grid(workdir: str, grid: dict[str, list[float]], resuming: bool) -> N
 
 
 def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[float]],
-          split: str = "valid") -> list[dict]:
+          split: str = "valid") -> list[dict] | None:
   """Trains every member of the grid at once, then evaluates each; returns (and writes) sweep.json.
+
+  Returns None when preempted (the sweep's checkpoint is saved; run again to resume).
 
   Each member is also exported as an ordinary workdir under members/<name>/ (config, vocabulary,
   checkpoint with the data position), so `hsvae evaluate`, `encode` and `train` work on it alone.
@@ -102,6 +104,8 @@ def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[
   hparams = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[HParams.from_config(c.hparams) for c in configs])
   state = _stack_state(train.init_state(run), np.array([c.train.learning_rate for c in configs]))
   state, diverged = train.train_loop(run, state, sweep_step, hparams)
+  if int(state.step.max()) < config.train.num_steps:
+    return None
 
   results = []
   for i, (member, member_cfg) in enumerate(zip(members, configs)):

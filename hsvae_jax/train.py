@@ -172,10 +172,8 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   corpus = data.load_corpus(config.data)
   vocab = prepare_vocabulary(corpus, config.data, workdir, resuming)
   mesh = make_mesh(config.mesh, config.train.batch_size)
-  # Processes batch independently, so with several they all pad to the longest bucket to agree on shapes.
-  buckets = config.data.length_buckets if jax.process_count() == 1 else (max(config.data.length_buckets),)
   token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
-  dataset = data.train_dataset(token_ids, config.train.batch_size // jax.process_count(), config.seed, buckets,
+  dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
                                jax.process_index(), jax.process_count())
   model = make_model(config.model, len(vocab))
   return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming)
@@ -259,8 +257,11 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
           metrics_log.flush()
         progress.set_postfix(loss=f"{np.mean(means['loss']):.2f}", kl_z=f"{np.mean(means['kl_z']):.1f}")
         pending, interval_start, interval_first = [], time.perf_counter(), step
-      if at_checkpoint:
+      if at_checkpoint or mngr.reached_preemption(step):
         save_checkpoint(mngr, state, run.batches)
+        if not at_checkpoint:
+          logging.warning("Preempted at step %d: checkpoint saved", step)
+          break
   mngr.wait_until_finished()
   mngr.close()
   return state, diverged

@@ -410,20 +410,22 @@ def test_train_iterator_state_round_trip(tmp_path):
     np.testing.assert_array_equal(next(fresh)["tokens"], want["tokens"])
 
 
-def test_process_shards_are_disjoint_and_cover_the_corpus():
+def test_process_shards_split_the_global_batch():
   token_ids = _token_ids(30)
-  shards = []
-  for process in range(3):
-    iterator = iter(pipeline.train_dataset(token_ids, 5, 0, BUCKETS, process, 3))
-    shards.append([n for _ in range(2) for n in _names(next(iterator))])  # one epoch: 10 sentences
-  names = [n for shard in shards for n in shard if n >= 0]
-  single_token = sum(len(t) == 1 for t in token_ids)
-  assert len(names) == len(set(names)) == 30 - single_token
-  assert set(shards[1]) - {-1} == {i for i in range(1, 30, 3) if len(token_ids[i]) > 1}
+  whole = iter(pipeline.train_dataset(token_ids, 6, 0, BUCKETS))
+  shards = [iter(pipeline.train_dataset(token_ids, 6, 0, BUCKETS, process, 3)) for process in range(3)]
+  for _ in range(7):  # across an epoch boundary
+    parts = [next(shard) for shard in shards]
+    expected = next(whole)
+    for name in ("tokens", "lengths"):
+      assert all(len(part[name]) == 2 for part in parts)
+      np.testing.assert_array_equal(np.concatenate([part[name] for part in parts]), expected[name])
 
 
 def test_train_dataset_rejects_what_cannot_be_batched():
   with pytest.raises(InputError, match="fewer than the batch size"):
+    pipeline.train_dataset(_token_ids(10), 12, 0, BUCKETS, 0, 3)
+  with pytest.raises(InputError, match="split evenly"):
     pipeline.train_dataset(_token_ids(10), 5, 0, BUCKETS, 0, 3)
   with pytest.raises(InputError, match="data.length_buckets"):
     pipeline.train_dataset(_token_ids(10), 2, 0, (4, 8))

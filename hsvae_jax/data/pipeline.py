@@ -43,35 +43,40 @@ def _pad(rows: Sequence[np.ndarray], buckets: Sequence[int]) -> dict[str, np.nda
 
 def train_dataset(
     token_ids: Sequence[np.ndarray],
-    batch_size: int,
+    global_batch_size: int,
     seed: int,
     length_buckets: Sequence[int],
     process_index: int = 0,
     process_count: int = 1,
 ) -> grain.IterDataset:
-  """Endless shuffled batches of this process's shard of token_ids; batch_size is per process.
+  """Endless shuffled batches of token_ids: this process's rows of each global batch.
 
-  Process p gets sentences p, p + process_count, ...: the shards are disjoint and cover the
-  corpus. Every epoch is shuffled afresh from the seed; batches run on across epoch boundaries,
-  so no sentence is dropped. Iterators of the dataset have get_state/set_state and go into an
-  Orbax checkpoint with grain.checkpoint.CheckpointSave/CheckpointRestore.
+  Every process walks the same seeded order and keeps rows [p * b, (p + 1) * b) of each global
+  batch (b = global_batch_size / process_count), so the shards are disjoint, cover the batch, and
+  the global batch, its padded length and hence the trained model do not depend on how many
+  processes share it. Every epoch is shuffled afresh from the seed; batches run on across epoch
+  boundaries, so no sentence is dropped. Iterators of the dataset have get_state/set_state and go
+  into an Orbax checkpoint with grain.checkpoint.CheckpointSave/CheckpointRestore.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
-  _check(token_ids, batch_size, length_buckets)
-  shard = grain.MapDataset.source(token_ids)[process_index::process_count]
-  if len(shard) < batch_size:
-    raise InputError(
-        f"{len(shard)} training sentences per process, fewer than the batch size {batch_size}"
-    )
+  _check(token_ids, global_batch_size, length_buckets)
+  if global_batch_size % process_count:
+    raise InputError(f"batch size {global_batch_size} does not split evenly over {process_count} processes")
+  if len(token_ids) < global_batch_size:
+    raise InputError(f"{len(token_ids)} training sentences, fewer than the batch size {global_batch_size}")
+  local = slice(process_index * global_batch_size // process_count,
+                (process_index + 1) * global_batch_size // process_count)
   return (
-      shard.shuffle(seed=seed)
+      grain.MapDataset.source(token_ids)
+      .shuffle(seed=seed)
       .repeat()  # reseeds the shuffle every epoch
       .batch(
-          batch_size,
+          global_batch_size,
           drop_remainder=True,
           batch_fn=functools.partial(_pad, buckets=tuple(length_buckets)),
       )
+      .map(lambda batch: {name: rows[local] for name, rows in batch.items()})
       # Sentences are in memory: grain advises no reader threads (they only contend for the GIL).
       .to_iter_dataset(grain.ReadOptions(num_threads=0))
   )
