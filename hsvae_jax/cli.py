@@ -12,12 +12,14 @@ from ml_collections import config_flags
 from hsvae_jax.errors import InputError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, so supervisors see the run did not finish
-COMMANDS = ("train", "evaluate", "encode", "sweep")
+COMMANDS = ("train", "evaluate", "encode", "sweep", "report", "embed")
 USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
   hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
-  hsvae evaluate --workdir DIR [--split valid|test|train]
+  hsvae evaluate --workdir DIR [--split valid|test|train] [--probe]
   hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]
-  hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]"""
+  hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]
+  hsvae report --workdir DIR [DIR ...] --output OUT
+  hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N]"""
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
@@ -31,6 +33,10 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address: processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
 _NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many JAX devices.")
+_PROBE = flags.DEFINE_bool("probe", False, "`evaluate`: add linear-probe accuracies (needs class labels).")
+_ENCODER_PATH = flags.DEFINE_string("encoder-path", None, "`embed`: a Hugging Face BERT-family model directory.")
+_POOLING = flags.DEFINE_enum("pooling", "mean", ["mean", "cls"], "`embed`: how token states become one vector.")
+_BATCH_SIZE = flags.DEFINE_integer("batch-size", 64, "`embed`: sentences per batch.")
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
 
 
@@ -58,9 +64,9 @@ def _parse(argv: list[str]) -> list[str]:
       _CONFIG.value.keys()  # config_flags reports a failed load only at first use
     except OSError as error:
       _fail(f"cannot load --config: {str(error).strip().splitlines()[-1].strip()}")
-  if len(leftover) > 1:
+  if len(leftover) > 1 and argv[1] != "report":  # report takes more workdirs after --workdir
     _fail(f"unexpected arguments: {' '.join(leftover[1:])}")
-  return argv[:2]
+  return [argv[0], argv[1], *leftover[1:]]
 
 
 def _require(*flag_holders) -> None:
@@ -82,7 +88,7 @@ def _train() -> None:
 def _evaluate() -> None:
   _require(_WORKDIR)
   from hsvae_jax import evaluate
-  print(json.dumps(evaluate.evaluate(_WORKDIR.value, _SPLIT.value)))
+  print(json.dumps(evaluate.evaluate(_WORKDIR.value, _SPLIT.value, probe=_PROBE.value)))
 
 
 def _encode() -> None:
@@ -121,8 +127,23 @@ def _sweep() -> None:
     print(json.dumps(shown))
 
 
+def _report(extra_workdirs: list[str]) -> None:
+  _require(_WORKDIR, _OUTPUT)
+  from hsvae_jax import report
+  for kind, path in report.write_report([_WORKDIR.value, *extra_workdirs], _OUTPUT.value).items():
+    print(f"{kind}: {path}")
+
+
+def _embed() -> None:
+  _require(_ENCODER_PATH, _INPUT, _OUTPUT)
+  from hsvae_jax import embed
+  stats = embed.embed_file(_ENCODER_PATH.value, _INPUT.value, _OUTPUT.value, _POOLING.value, _BATCH_SIZE.value)
+  print(json.dumps(stats))
+
+
 def main(argv: list[str]) -> None:
-  command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "sweep": _sweep}[argv[1]]
+  command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "sweep": _sweep,
+             "report": lambda: _report(argv[2:]), "embed": _embed}[argv[1]]
   _enable_compilation_cache()
   try:
     command()

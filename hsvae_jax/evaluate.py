@@ -14,6 +14,7 @@ import scipy.sparse
 from hsvae_jax import data
 from hsvae_jax import metrics
 from hsvae_jax import objectives
+from hsvae_jax import probes
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
@@ -50,11 +51,13 @@ def load_trained(workdir: str) -> TrainedModel:
 
 @functools.partial(jax.jit, static_argnums=0)
 def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: HParams) -> dict:
-  """Per-sentence ELBO terms (one posterior sample) and deterministic codes of a batch."""
-  terms = objectives.per_example_terms(model, params, batch, key, hparams)
-  posterior = model.apply({"params": params}, batch["tokens"], batch["lengths"], method=SentenceVAE.encode)
+  """Per-sentence ELBO terms (one posterior sample), the deterministic codes and the sampled ones."""
+  terms, posterior, sample = objectives.per_example_terms(model, params, batch, key, hparams)
   codes = model.latent.codes(posterior)
-  return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ}
+  # The original's "spike-and-slab mean" (1 - gamma) mu, gamma sampled; E_q[1 - gamma] where none is.
+  slab_weight_BxZ = 1.0 - sample["gamma"] if "gamma" in sample else codes.slab_prob_BxZ
+  return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ,
+                  "z": sample["z"], "spike_slab_mean": slab_weight_BxZ * codes.mu_BxZ}
 
 
 def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -74,17 +77,31 @@ def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray]) -> dict[str
   return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
-def evaluate(workdir: str, split: str = "valid") -> dict[str, float]:
-  """ELBO terms and sparsity of the codes of `split`; also written to workdir/eval_<split>.json."""
+def _hoyer_variants(out: dict[str, np.ndarray]) -> dict[str, float]:
+  """The original code's six Hoyer numbers: {sampled z, mu, spike-and-slab mean} x {std-normalised, raw}."""
+  return {f"{codes}{suffix}": metrics.hoyer(out[codes], normalise=not suffix)
+          for codes in ("z", "mu", "spike_slab_mean") for suffix in ("", "_raw")}
+
+
+def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
+  """ELBO terms and sparsity of the codes of `split`, with `probe` also linear-probe accuracies.
+
+  The result is also written to workdir/eval_<split>.json. Probes train on the codes of the training
+  split and score on `split`.
+  """
   if split not in SPLITS:
     raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
   trained = load_trained(workdir)
   corpus = data.load_corpus(trained.config.data)
-  token_ids = trained.vocab.encode_all(corpus.sentences[split], trained.config.data.max_length)
-  out = _run_batches(trained, token_ids)
+  if probe:  # fail on a corpus without labels before the slow part
+    for needed in ("train", split):
+      probes.check_labels(corpus.labels[needed], needed)
+  encode_split = lambda name: _run_batches(
+      trained, trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length))
+  out = encode_split(split)
   result = {
       "split": split,
-      "num_sentences": len(token_ids),
+      "num_sentences": len(out["code"]),
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
       "rec_nll": float(out["rec_nll"].mean()),
@@ -92,7 +109,12 @@ def evaluate(workdir: str, split: str = "valid") -> dict[str, float]:
       "kl_z": float(out["kl_z"].mean()),
       "kl_gamma": float(out["kl_gamma"].mean()),
       "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
-  } | metrics.sparsity(out["code"])
+  } | metrics.sparsity(out["code"]) | {"hoyer_variants": _hoyer_variants(out)}
+  if probe:
+    train_out = out if split == "train" else encode_split("train")
+    result |= probes.probe_metrics(
+        scipy.sparse.csr_matrix(train_out["code"]), corpus.labels["train"], scipy.sparse.csr_matrix(out["code"]),
+        corpus.labels[split], train_out["mu"], out["mu"], eval_split=split)
   with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
     json.dump(result, f, indent=2)
   return result

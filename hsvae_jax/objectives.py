@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from hsvae_jax.hparams import HParams
+from hsvae_jax.latents.base import Posterior, Sample
 from hsvae_jax.models import SentenceVAE
 
 
@@ -21,8 +22,11 @@ def sequence_nll(logits_LBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.A
 
 
 def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
-                      hparams: HParams) -> dict[str, jax.Array]:
-  """Reconstruction NLL, KLs and the weighted loss of every sentence in the batch, each [B]."""
+                      hparams: HParams) -> tuple[dict[str, jax.Array], Posterior, Sample]:
+  """Reconstruction NLL, KLs and the weighted loss of every sentence in the batch, each [B].
+
+  Also returns the posterior and the sample the terms were computed at.
+  """
   logits_LBxV, posterior, sample = model.apply(
       {"params": params}, batch["tokens"], batch["lengths"], key, hparams.temperature)
   rec_nll_B = sequence_nll(logits_LBxV, batch["tokens"], batch["lengths"])
@@ -30,12 +34,13 @@ def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
   extra_loss = model.latent.extra_loss(posterior, sample, hparams) if hasattr(model.latent, "extra_loss") else {}
   loss_B = rec_nll_B + hparams.z_reg_weight * kl_z_B + hparams.gamma_reg_weight * kl_gamma_B
   loss_B = sum(extra_loss.values(), loss_B)
-  return {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B} | extra_loss
+  terms = {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B} | extra_loss
+  return terms, posterior, sample
 
 
 def loss_fn(params, model: SentenceVAE, batch: dict, key: jax.Array,
             hparams: HParams) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Batch mean of the weighted negative ELBO, and the mean of each term."""
-  terms = per_example_terms(model, params, batch, key, hparams)
+  terms, _, _ = per_example_terms(model, params, batch, key, hparams)
   means = jax.tree.map(jnp.mean, terms)
   return means["loss"], means

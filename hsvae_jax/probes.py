@@ -20,7 +20,7 @@ _MAX_ITER = 1_000
 FEW_SHOT_SIZES = (10, 100)
 
 
-def _check_labels(labels: np.ndarray | None, split: str) -> np.ndarray:
+def check_labels(labels: np.ndarray | None, split: str) -> np.ndarray:
   if labels is None:
     raise InputError(f"the {split} split has no labels: --probe needs {split}_class_label.txt")
   return np.asarray(labels)
@@ -43,8 +43,8 @@ def probe_accuracy(train_codes: Codes, train_labels: np.ndarray | None, eval_cod
 
   `seed` is the solver's random_state: L-BFGS draws nothing, so the probe is deterministic whatever it is.
   """
-  train_labels = _check_labels(train_labels, "train")
-  eval_labels = _check_labels(eval_labels, eval_split)
+  train_labels = check_labels(train_labels, "train")
+  eval_labels = check_labels(eval_labels, eval_split)
   return _fit_score(train_codes, train_labels, eval_codes, eval_labels, seed)
 
 
@@ -61,8 +61,8 @@ def few_shot_accuracy(train_codes: Codes, train_labels: np.ndarray | None, eval_
                       eval_labels: np.ndarray | None, per_class: int, draws: int = 5, seed: int = 0, *,
                       eval_split: str = "valid") -> float:
   """Mean accuracy over `draws` probes, each trained on per_class labelled training codes of each class."""
-  train_labels = _check_labels(train_labels, "train")
-  eval_labels = _check_labels(eval_labels, eval_split)
+  train_labels = check_labels(train_labels, "train")
+  eval_labels = check_labels(eval_labels, eval_split)
   if per_class < 1 or draws < 1:
     raise InputError(f"few-shot probes need per_class >= 1 and draws >= 1 (got {per_class}, {draws})")
   rng = np.random.default_rng(seed)
@@ -77,8 +77,8 @@ def probe_metrics(train_codes: Codes, train_labels: np.ndarray | None, eval_code
                   eval_labels: np.ndarray | None, train_mu: np.ndarray, eval_mu: np.ndarray, *,
                   eval_split: str = "valid") -> dict[str, float]:
   """The probe numbers `hsvae evaluate --probe` reports: on the codes, on the dense means, and few-shot."""
-  train_labels = _check_labels(train_labels, "train")
-  eval_labels = _check_labels(eval_labels, eval_split)
+  train_labels = check_labels(train_labels, "train")
+  eval_labels = check_labels(eval_labels, eval_split)
   result = {
       "probe_accuracy": probe_accuracy(train_codes, train_labels, eval_codes, eval_labels),
       "probe_accuracy_mu": probe_accuracy(train_mu, train_labels, eval_mu, eval_labels),

@@ -65,6 +65,17 @@ def test_train_evaluate_encode(trained, tmp_path):
   np.testing.assert_array_equal(codes.toarray(), np.where(slab_prob > 0.5, mu, 0.0))
 
 
+def test_evaluate_with_probes_and_report(trained, tmp_path):
+  result = json.loads(hsvae("evaluate", "--workdir", trained, "--split", "test", "--probe").stdout)
+  for key in ("probe_accuracy", "probe_accuracy_mu", "probe_accuracy_n10", "probe_accuracy_n100"):
+    assert 0.0 <= result[key] <= 1.0, key
+  assert set(result["hoyer_variants"]) == {"z", "z_raw", "mu", "mu_raw", "spike_slab_mean", "spike_slab_mean_raw"}
+  assert 0 <= result["dims_used"] <= 8
+  printed = hsvae("report", "--workdir", trained, trained, "--output", tmp_path / "report").stdout
+  for name in ("results.png", "results.md", "dimensions.html"):
+    assert (tmp_path / "report" / name).stat().st_size > 0 and name in printed
+
+
 def test_unknown_config_key(tmp_path):
   result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", "--config.model.no_such_key=1",
                  expect=2)

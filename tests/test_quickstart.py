@@ -15,7 +15,7 @@ def quickstart_results(tmp_path_factory):
     config.model.latent = latent
     workdir = str(tmp_path_factory.mktemp(latent))
     train.train_and_evaluate(config, workdir)
-    results[latent] = evaluate.evaluate(workdir, "test")
+    results[latent] = evaluate.evaluate(workdir, "test", probe=True)
   return results
 
 
@@ -26,3 +26,12 @@ def test_hsvae_codes_are_sparse_and_gaussian_codes_dense(quickstart_results):
   assert hsvae["hoyer"] > gaussian["hoyer"] + 0.2
   # Sparse, yet still a usable autoencoder: it reconstructs about as well as the dense model.
   assert hsvae["rec_nll_token"] < 1.5 * gaussian["rec_nll_token"]
+
+
+def test_codes_separate_the_synthetic_topics(quickstart_results):
+  # Eight topics, chance is 1/8: a code that means something separates them.
+  for result in quickstart_results.values():
+    assert result["probe_accuracy"] > 0.9
+  # Exact zeros cost the HSVAE little against its own dense means.
+  hsvae = quickstart_results["hsvae"]
+  assert hsvae["probe_accuracy"] > hsvae["probe_accuracy_mu"] - 0.05
