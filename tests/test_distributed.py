@@ -9,7 +9,6 @@ import time
 
 import chex
 import numpy as np
-import portpicker
 import pytest
 
 from conftest import PROJECT_ROOT
@@ -21,8 +20,8 @@ ENV = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(PROJECT_ROOT / ".pytest_cac
                     "PYTHONUNBUFFERED": "1"}
 
 
-def _start(workdir, *flags, extra=()):
-  return subprocess.Popen([sys.executable, "-m", "hsvae_jax.cli", "train", "--config", QUICKSTART,
+def _start(workdir, *flags, extra=(), launcher=()):
+  return subprocess.Popen([*launcher, sys.executable, "-m", "hsvae_jax.cli", "train", "--config", QUICKSTART,
                            "--workdir", str(workdir), *PARALLEL, *extra, *flags],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
@@ -64,10 +63,8 @@ def test_batch_split_over_4_devices_trains_the_same_model(four_devices, tmp_path
 
 
 def test_two_processes_of_two_devices_train_the_same_model(four_devices, tmp_path):
-  port = portpicker.pick_unused_port()
-  processes = [_start(tmp_path / "two", "--num_cpu_devices=2", f"--coordinator_address=127.0.0.1:{port}",
-                      "--num_processes=2", f"--process_id={i}") for i in range(2)]
-  _finish(processes)
+  # launch/local.sh starts the two processes with their coordinator flags and stops both if one fails.
+  _finish([_start(tmp_path / "two", launcher=("bash", str(PROJECT_ROOT / "launch" / "local.sh"), "2", "2"))])
   chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "two"), rtol=1e-4, atol=1e-5)
 
 
