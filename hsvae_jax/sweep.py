@@ -1,6 +1,5 @@
 """A grid of hyperparameters trained as one vmapped, jitted program over a shared data stream."""
 
-import functools
 import itertools
 import json
 import os

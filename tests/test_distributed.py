@@ -8,7 +8,6 @@ import sys
 import time
 
 import chex
-import numpy as np
 import pytest
 
 from conftest import PROJECT_ROOT

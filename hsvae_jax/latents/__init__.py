@@ -24,3 +24,5 @@ def make_latent(model_config: ml_collections.ConfigDict) -> Latent:
   if model_config.kl_z not in KL_ESTIMATORS:
     raise InputError(f"unknown model.kl_z {model_config.kl_z!r}; choose one of {', '.join(KL_ESTIMATORS)}")
   return LATENTS[model_config.latent].from_config(model_config)
+
+__all__ = ["Codes", "Latent", "LATENTS", "make_latent", *(cls.__name__ for cls in LATENTS.values())]

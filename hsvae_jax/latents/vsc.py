@@ -10,6 +10,7 @@ import ml_collections
 
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
+from hsvae_jax.latents.gaussian import GaussianHead
 from hsvae_jax.prior import SpikeAndSlab
 
 
@@ -18,12 +19,9 @@ class VSCHead(nn.Module):
 
   @nn.compact
   def __call__(self, h_BxH: jax.Array) -> base.Posterior:
-    return {
-        "mu": nn.Dense(self.latent_dim, name="mu")(h_BxH),
-        "sigma": jax.nn.softplus(nn.Dense(self.latent_dim, name="sigma")(h_BxH)),
-        # gamma(x) = sigmoid(slab_logit); logits keep log gamma and log(1 - gamma) finite when it saturates.
-        "slab_logit": nn.Dense(self.latent_dim, name="slab_logit")(h_BxH),
-    }
+    # gamma(x) = sigmoid(slab_logit); logits keep log gamma and log(1 - gamma) finite when it saturates.
+    return GaussianHead(self.latent_dim, name="slab")(h_BxH) | {
+        "slab_logit": nn.Dense(self.latent_dim, name="slab_logit")(h_BxH)}
 
 
 @dataclasses.dataclass(frozen=True)
