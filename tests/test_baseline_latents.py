@@ -150,7 +150,9 @@ def test_tiny_sentence_vae_trains_with_each_baseline(latent):
   assert int(metrics["skipped_steps"]) == 0
   assert ("discrepancy" in metrics) == (latent == "matvae")
   head_before, head_after = params_before["posterior_head"], state.params["posterior_head"]
-  assert not np.allclose(head_after["mu"]["kernel"], head_before["mu"]["kernel"])
+  # Every head (mu, sigma, and the slab probability's where there is one) learns.
+  for before, after in zip(jax.tree.leaves(head_before), jax.tree.leaves(head_after)):
+    assert not np.allclose(after, before)
 
 
 @pytest.mark.parametrize("latent", ["matvae", "vsc"])
