@@ -85,7 +85,9 @@ def _check_grid(workdir: str, grid: dict[str, list[float]], resuming: bool) -> N
 
 def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[float]],
           split: str = "valid") -> list[dict] | None:
-  """Trains every member of the grid at once, then evaluates each; returns (and writes) sweep.json.
+  """Trains every member of the grid at once, then evaluates each (probes too when the corpus has labels).
+
+  Returns and writes sweep.json.
 
   Returns None when preempted (the sweep's checkpoint is saved; run again to resume).
 
@@ -116,7 +118,7 @@ def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[
     mngr.close()
     entry = dict(member) | {"workdir": member_dir, "diverged": bool(diverged[i])}
     if not diverged[i]:
-      entry |= evaluate.evaluate(member_dir, split)
+      entry |= evaluate.evaluate(member_dir, split, probe=run.labelled)
     results.append(entry)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, SWEEP_FILE), "w") as f:

@@ -154,6 +154,7 @@ class Run:
   mesh: jax.sharding.Mesh
   batches: Iterator[dict[str, np.ndarray]]
   resuming: bool
+  labelled: bool  # every split has class labels, so codes can be probed
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, global_batch_size: int) -> jax.sharding.Mesh:
@@ -176,7 +177,8 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
                                jax.process_index(), jax.process_count())
   model = make_model(config.model, len(vocab))
-  return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming)
+  labelled = all(labels is not None for labels in corpus.labels.values())
+  return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming, labelled)
 
 
 def write_workdir(config: ml_collections.ConfigDict, vocab: data.Vocabulary, workdir: str) -> None:

@@ -33,7 +33,7 @@ def test_members_equal_single_runs_and_divergence_is_contained(tmp_path):
   assert [r["diverged"] for r in results] == [False, True, False, True]
   for entry in results:
     if not entry["diverged"]:
-      assert {"zero_fraction", "hoyer", "rec_nll"} <= set(entry)
+      assert {"zero_fraction", "hoyer", "rec_nll", "probe_accuracy", "probe_accuracy_n10"} <= set(entry)
   assert json.load(open(tmp_path / "sweep" / "sweep.json")) == json.loads(json.dumps(results))
 
   member = results[2]  # alpha 4, psi 0.01, lr 3e-3
