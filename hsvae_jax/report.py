@@ -21,10 +21,12 @@ from hsvae_jax import data
 from hsvae_jax import evaluate
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
+from hsvae_jax.sweep import SWEEP_FILE, SWEEPABLE as GRID_NAMES
 
 FIGURE_FILE = "results.png"
 TABLE_FILE = "results.md"
 DIMENSIONS_FILE = "dimensions.html"
+FRONTIER_FILE = "frontier.png"
 
 TABLE_KEYS = ("rec_nll", "kl_z", "kl_gamma", "zero_fraction", "active_dims", "dims_used", "hoyer")
 PROBE_KEYS = ("probe_accuracy", "probe_accuracy_mu", "probe_accuracy_n10", "probe_accuracy_n100")
@@ -81,14 +83,52 @@ def load_run(workdir: str) -> Run:
   return Run(workdir, config, results)
 
 
+def _load_sweep(workdir: str) -> list[dict] | None:
+  path = os.path.join(workdir, SWEEP_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def frontier_figure(sweeps: list[list[dict]]) -> matplotlib.figure.Figure:
+  """Sparsity against usefulness, one point per converged sweep member, labelled with its grid values."""
+  usefulness = ("probe_accuracy" if all("probe_accuracy" in m for sweep in sweeps for m in sweep
+                                        if not m["diverged"]) else "rec_nll")
+  figure = matplotlib.figure.Figure(figsize=(5.5, 4), layout="constrained")
+  ax = figure.subplots()
+  for i, sweep in enumerate(sweeps):
+    members = [m for m in sweep if not m["diverged"]]
+    ax.scatter([m["zero_fraction"] for m in members], [m[usefulness] for m in members], color=f"C{i}")
+    for m in members:
+      grid_values = {k: v for k, v in m.items() if k in GRID_NAMES}
+      ax.annotate(", ".join(f"{k}={v:g}" for k, v in grid_values.items()), (m["zero_fraction"], m[usefulness]),
+                  fontsize=6, xytext=(3, 3), textcoords="offset points")
+  ax.set_xlabel("zero_fraction (exact zeros in the codes)")
+  ax.set_ylabel(usefulness)
+  ax.grid(alpha=0.3)
+  return figure
+
+
 def write_report(workdirs: list[str], output_dir: str) -> dict[str, str]:
-  """Writes results.png, results.md and dimensions.html on the workdirs into output_dir; returns their paths."""
+  """Writes results.png, results.md and dimensions.html on the workdirs into output_dir; returns their paths.
+
+  A sweep's workdir (one holding sweep.json) stands for its converged members, and adds frontier.png:
+  the sparsity-usefulness frontier of the grid.
+  """
   if not workdirs:
     raise InputError("no workdirs to report on")
-  runs = [load_run(workdir) for workdir in workdirs]
+  sweeps = {workdir: _load_sweep(workdir) for workdir in workdirs}
+  expanded = [member["workdir"] for workdir in workdirs
+              for member in (sweeps[workdir] or [{"workdir": workdir, "diverged": False}]) if not member["diverged"]]
+  runs = [load_run(workdir) for workdir in expanded]
   os.makedirs(output_dir, exist_ok=True)
   paths = {name: os.path.join(output_dir, file) for name, file in
            (("figure", FIGURE_FILE), ("table", TABLE_FILE), ("dimensions", DIMENSIONS_FILE))}
+  if any(sweeps.values()):
+    paths["frontier"] = os.path.join(output_dir, FRONTIER_FILE)
+    with open(paths["frontier"], "wb") as f:
+      f.write(_png(frontier_figure([sweep for sweep in sweeps.values() if sweep])))
   with open(paths["figure"], "wb") as f:
     f.write(_png(results_figure(runs)))
   with open(paths["table"], "w", encoding="utf-8") as f:

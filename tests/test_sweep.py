@@ -9,6 +9,7 @@ import jax
 import pytest
 
 from hsvae_jax import evaluate
+from hsvae_jax import report
 from hsvae_jax import sweep
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
@@ -47,3 +48,9 @@ def test_members_equal_single_runs_and_divergence_is_contained(tmp_path):
   chex.assert_trees_all_close(trained.params, jax.device_get(single.params), rtol=1e-4, atol=1e-5)
   assert evaluate.evaluate(str(tmp_path / "single"), "test")["rec_nll"] == pytest.approx(member["rec_nll"], rel=1e-4)
   assert os.path.isdir(os.path.join(member["workdir"], "checkpoints"))
+
+  # The report takes the sweep's workdir for its converged members and plots their frontier.
+  paths = report.write_report([str(tmp_path / "sweep")], str(tmp_path / "report"))
+  assert open(paths["frontier"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  table_rows = [line for line in open(paths["table"]) if line.startswith("|")][2:]
+  assert len(table_rows) == 2  # the two members that did not diverge
