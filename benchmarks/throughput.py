@@ -62,6 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--sweep-members", type=int, default=8)
   parser.add_argument("--encode-batch-size", type=int, default=256)
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n peak matmul")
+  parser.add_argument("--matmul-repeats", type=int, default=8, help="peak matmuls timed together per round")
   parser.add_argument("--rounds", type=int, help="timed rounds (default 10, --quick 3)")
   parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2, --quick 1)")
   args = parser.parse_args(argv)
@@ -137,10 +138,11 @@ def stateful_step(compiled, state, *args) -> Callable[[], None]:
   return step
 
 
-def matmul_step(size: int) -> Callable[[], None]:
+def matmul_step(size: int, repeats: int) -> Callable[[], None]:
+  """Blocks on `repeats` back-to-back n x n matmuls: near a step's length, so load swings hit both alike."""
   a_NxN, b_NxN = jax.random.normal(jax.random.key(0), (2, size, size), jnp.float32)
   matmul = jax.jit(jnp.matmul).lower(a_NxN, b_NxN).compile()
-  return lambda: matmul(a_NxN, b_NxN).block_until_ready()
+  return lambda: jax.block_until_ready([matmul(a_NxN, b_NxN) for _ in range(repeats)])
 
 
 def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config) -> Callable[[], None]:
@@ -215,6 +217,67 @@ def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config) -> Call
   return step
 
 
+def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparams: HParams,
+                    batch: dict[str, np.ndarray]) -> tuple[dict, Callable]:
+  """JAX's step beside PyTorch's and the peak matmul; also returns the compiled JAX step."""
+  log("compiling the train step")
+  key, device_batch = jax.random.key(0), jax.tree.map(jnp.asarray, batch)
+  state = init(key)
+  compiled_step, compile_s = timed_compile(train.train_step, state, device_batch, key, hparams)
+  steps = {"matmul": matmul_step(args.matmul_size, args.matmul_repeats),
+           "jax": stateful_step(compiled_step, state, device_batch, key, hparams)}
+  result = {"jax_compile_s": compile_s}
+  if args.no_torch or torch is None:
+    result["torch_skipped"] = "--no-torch" if args.no_torch else "torch is not installed (pip install -e '.[bench]')"
+    log(f"PyTorch skipped: {result['torch_skipped']}")
+  else:
+    steps["torch"] = torch_train_step(sizes, batch, config)
+  log(f"timing {', '.join(steps)}: {args.warmup} + {args.rounds} rounds")
+  seconds = interleaved_medians(steps, args.rounds, args.warmup)
+  flops = train_step_flops(sizes)
+  peak = 2 * args.matmul_size**3 * args.matmul_repeats / seconds["matmul"]
+  torch_s = seconds.get("torch")
+  return result | {
+      "jax_step_s": seconds["jax"],
+      "jax_sentences_per_s": sizes.batch_size / seconds["jax"],
+      "torch_step_s": torch_s,
+      "torch_sentences_per_s": sizes.batch_size / torch_s if torch_s else None,
+      "jax_over_torch": torch_s / seconds["jax"] if torch_s else None,
+      "flops_per_step": flops,
+      "achieved_flops_per_s": flops / seconds["jax"],
+      "matmul_peak_flops_per_s": peak,
+      "fraction_of_peak": flops / seconds["jax"] / peak,
+  }, compiled_step
+
+
+def time_sweep(args: argparse.Namespace, init, compiled_step, hparams: HParams, device_batch: dict) -> dict:
+  """A step of sweep.sweep_step over stacked members against one run's step, on the same batch."""
+  log(f"compiling the {args.sweep_members}-member sweep step")
+  key = jax.random.key(0)
+  stack = functools.partial(jax.tree.map, lambda x: jnp.broadcast_to(x, (args.sweep_members,) + x.shape))
+  members, member_hparams = stack(init(key)), stack(hparams)
+  compiled_sweep, compile_s = timed_compile(sweep.sweep_step, members, device_batch, key, member_hparams)
+  # One run's step is timed again beside the sweep's, so the ratio shares the sweep's load.
+  steps = {"sweep": stateful_step(compiled_sweep, members, device_batch, key, member_hparams),
+           "single": stateful_step(compiled_step, init(key), device_batch, key, hparams)}
+  log(f"timing sweep, single: {args.warmup} + {args.rounds} rounds")
+  seconds = interleaved_medians(steps, args.rounds, args.warmup)
+  return {"sweep_compile_s": compile_s, "sweep_members": args.sweep_members, "sweep_step_s": seconds["sweep"],
+          f"sweep{args.sweep_members}_over_single": seconds["sweep"] / seconds["single"]}
+
+
+def time_encode(args: argparse.Namespace, sizes: Sizes, model, params, hparams: HParams) -> dict:
+  log(f"compiling eval_step at batch {args.encode_batch_size}")
+  key = jax.random.key(0)
+  batch = jax.tree.map(jnp.asarray, synthetic_batch(sizes, args.encode_batch_size, seed=1))
+  compiled_eval, compile_s = timed_compile(evaluate.eval_step, model, params, batch, key, hparams)
+  log(f"timing encode: {args.warmup} + {args.rounds} rounds")
+  seconds = interleaved_medians(
+      {"encode": lambda: jax.block_until_ready(compiled_eval(params, batch, key, hparams))}, args.rounds, args.warmup)
+  return {"encode_compile_s": compile_s, "encode_batch_s": seconds["encode"],
+          "encode_sentences_per_s": args.encode_batch_size / seconds["encode"]}
+
+
 def run(args: argparse.Namespace) -> dict:
   sizes = Sizes(args.batch_size, args.length, args.vocab_size, args.embed_dim, args.hidden_dim, args.latent_dim)
   config = default_config.get_config()
@@ -224,69 +287,15 @@ def run(args: argparse.Namespace) -> dict:
   model = make_model(config.model, sizes.vocab_size)
   init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
   hparams = HParams.from_config(config.hparams)
-  key = jax.random.key(0)
   batch = synthetic_batch(sizes, sizes.batch_size, seed=0)
-  device_batch = jax.tree.map(jnp.asarray, batch)
   result = {"load_average_start": os.getloadavg(), "quick": args.quick, "latent": config.model.latent,
             "jax_version": jax.__version__, "torch_version": torch.__version__ if torch else None,
             "cpu_count": os.cpu_count()} | dataclasses.asdict(sizes)
-
-  log("compiling the train step")
-  state = init(key)
-  compiled_step, result["jax_compile_s"] = timed_compile(train.train_step, state, device_batch, key, hparams)
-  steps = {"matmul": matmul_step(args.matmul_size), "jax": stateful_step(compiled_step, state, device_batch,
-                                                                           key, hparams)}
-  if args.no_torch or torch is None:
-    result["torch_skipped"] = "--no-torch" if args.no_torch else "torch is not installed (pip install -e '.[bench]')"
-    log(f"PyTorch skipped: {result['torch_skipped']}")
-  else:
-    steps["torch"] = torch_train_step(sizes, batch, config)
-  log(f"timing {', '.join(steps)}: {args.warmup} + {args.rounds} rounds")
-  seconds = interleaved_medians(steps, args.rounds, args.warmup)
-  flops = train_step_flops(sizes)
-  peak = 2 * args.matmul_size**3 / seconds["matmul"]
-  result |= {
-      "jax_step_s": seconds["jax"],
-      "jax_sentences_per_s": sizes.batch_size / seconds["jax"],
-      "torch_step_s": seconds.get("torch"),
-      "torch_sentences_per_s": sizes.batch_size / seconds["torch"] if "torch" in seconds else None,
-      "jax_over_torch": seconds["torch"] / seconds["jax"] if "torch" in seconds else None,
-      "flops_per_step": flops,
-      "achieved_flops_per_s": flops / seconds["jax"],
-      "matmul_peak_flops_per_s": peak,
-      "fraction_of_peak": flops / seconds["jax"] / peak,
-  }
-  del steps
-
-  log(f"compiling the {args.sweep_members}-member sweep step")
-  def stack(tree):
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (args.sweep_members,) + x.shape), tree)
-
-  members, member_hparams = stack(init(key)), stack(hparams)
-  compiled_sweep, result["sweep_compile_s"] = timed_compile(
-      sweep.sweep_step, members, device_batch, key, member_hparams)
-  # One run's step is timed again beside the sweep's, so the ratio shares the sweep's load.
-  steps = {"sweep": stateful_step(compiled_sweep, members, device_batch, key, member_hparams),
-           "single": stateful_step(compiled_step, init(key), device_batch, key, hparams)}
-  del members
-  log(f"timing sweep, single: {args.warmup} + {args.rounds} rounds")
-  seconds = interleaved_medians(steps, args.rounds, args.warmup)
-  result |= {"sweep_members": args.sweep_members, "sweep_step_s": seconds["sweep"],
-             f"sweep{args.sweep_members}_over_single": seconds["sweep"] / seconds["single"]}
-  del steps
-
-  log(f"compiling eval_step at batch {args.encode_batch_size}")
-  params = init(key).params
-  encode_batch = jax.tree.map(jnp.asarray, synthetic_batch(sizes, args.encode_batch_size, seed=1))
-  compiled_eval, result["encode_compile_s"] = timed_compile(evaluate.eval_step, model, params, encode_batch, key,
-                                                            hparams)
-  seconds = interleaved_medians(
-      {"encode": lambda: jax.block_until_ready(compiled_eval(params, encode_batch, key, hparams))},
-      args.rounds, args.warmup)
-  result |= {"encode_batch_s": seconds["encode"],
-             "encode_sentences_per_s": args.encode_batch_size / seconds["encode"],
-             "load_average_end": os.getloadavg()}
-  return result
+  train_result, compiled_step = time_train_step(args, sizes, config, init, hparams, batch)
+  result |= train_result
+  result |= time_sweep(args, init, compiled_step, hparams, jax.tree.map(jnp.asarray, batch))
+  result |= time_encode(args, sizes, model, init(jax.random.key(0)).params, hparams)
+  return result | {"load_average_end": os.getloadavg()}
 
 
 def main(argv: list[str]) -> None:
