@@ -1,9 +1,12 @@
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from hsvae_jax.latents import HSVAELatent
 from hsvae_jax.models import SentenceVAE
+from hsvae_jax.models.dense import FoldedBiasDense
 
 MODEL = SentenceVAE(vocab_size=11, latent=HSVAELatent(latent_dim=4), embed_dim=6, hidden_dim=8)
 TOKENS = jnp.array([[5, 6, 7, 1, 0, 0], [4, 9, 3, 8, 2, 1]])
@@ -47,3 +50,17 @@ def test_decoder_is_teacher_forced_and_causal():
   # z reaches every step.
   shifted = decode(TOKENS, z + 1.0)
   assert all(not np.allclose(before[t], shifted[t]) for t in range(6))
+
+
+def test_folded_bias_dense_equals_dense_in_value_and_gradient():
+  x_NxD = jax.random.normal(jax.random.key(0), (6, 5))
+  params = FoldedBiasDense(7).init(jax.random.key(1), x_NxD)
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+
+  def loss(module, params):
+    return jnp.sum(jnp.sin(module.apply(params, x_NxD)))
+
+  np.testing.assert_allclose(FoldedBiasDense(7).apply(params, x_NxD), nn.Dense(7).apply(params, x_NxD),
+                             rtol=1e-6, atol=1e-6)
+  folded, dense = jax.grad(loss, 1)(FoldedBiasDense(7), params), jax.grad(loss, 1)(nn.Dense(7), params)
+  chex.assert_trees_all_close(folded, dense, rtol=1e-6, atol=1e-6)

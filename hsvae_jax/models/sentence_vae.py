@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from hsvae_jax.data.tokenizer import EOS
 from hsvae_jax.latents import Latent
 from hsvae_jax.latents.base import Posterior, Sample
+from hsvae_jax.models.dense import FoldedBiasDense
 from hsvae_jax.models.gru import GRU
 
 
@@ -23,7 +24,7 @@ class SentenceVAE(nn.Module):
     self.encoder = GRU(self.hidden_dim)
     self.posterior_head = self.latent.head()
     self.decoder = GRU(self.hidden_dim)
-    self.vocab_projection = nn.Dense(self.vocab_size)
+    self.vocab_projection = FoldedBiasDense(self.vocab_size)
 
   def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array) -> Posterior:
     h_LxBxH = self.encoder(self.embed(tokens_BxL))

@@ -1,0 +1,23 @@
+"""A dense layer whose bias rides in the matmul, for very wide outputs such as a vocabulary."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class FoldedBiasDense(nn.Module):
+  """`nn.Dense` with the same parameters (`kernel`, `bias`), computed as [x, 1] @ [kernel; bias].
+
+  The bias's gradient is then a row of the kernel's gradient matmul, not a separate column sum over
+  every row of the output, which XLA:CPU runs far below matmul speed (0.3 s of a 1.3 s step at a
+  20k vocabulary, benchmarks/throughput.py).
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x_NxD: jax.Array) -> jax.Array:
+    kernel_DxF = self.param("kernel", nn.initializers.lecun_normal(), (x_NxD.shape[-1], self.features))
+    bias_F = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    ones_Nx1 = jnp.ones((*x_NxD.shape[:-1], 1), x_NxD.dtype)
+    return jnp.concatenate([x_NxD, ones_Nx1], axis=-1) @ jnp.concatenate([kernel_DxF, bias_F[None]], axis=0)
