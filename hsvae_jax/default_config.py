@@ -15,7 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "synthetic"  # dir | dbpedia | yahoo | yelp | synthetic
   config.data.dir = ""  # corpus folder (dir) or TFDS manual_dir (dbpedia, yahoo, yelp)
   config.data.tfds_data_dir = ""  # where TFDS prepares its array_record files; "" = TFDS default
-  config.data.vocab_size = 20_000  # cap on a vocabulary built from train (PAPER.md: 20k words)
+  # Words kept (PAPER.md: 20k): the first of the corpus's vocab.txt (frequency order), else train's most frequent.
+  config.data.vocab_size = 20_000
   config.data.max_length = 40  # tokens per sentence, <EOS> included; longer ones are truncated
   config.data.length_buckets = (16, 24, 32, 40)  # batches are padded to one of these lengths
   config.data.valid_fraction = 0.1  # carved from train when a corpus has no valid split

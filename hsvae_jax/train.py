@@ -119,7 +119,7 @@ def prepare_vocabulary(corpus: data.Corpus, data_config: ml_collections.ConfigDi
   if resuming:
     return data.Vocabulary.load(os.path.join(workdir, VOCAB_FILE))
   if corpus.vocab_words:
-    return data.Vocabulary.from_words(corpus.vocab_words)
+    return data.Vocabulary.from_words(corpus.vocab_words[: data_config.vocab_size])
   return data.Vocabulary.build(corpus.sentences["train"], data_config.vocab_size)
 
 

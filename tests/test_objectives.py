@@ -116,3 +116,18 @@ def test_sequence_nll_sums_real_tokens_only():
   expected = [-sum(float(log_probs[t, b, tokens_BxL[b, t]]) for t in range(int(lengths_B[b]))) for b in range(2)]
   nll = objectives.sequence_nll(logits_LxBxV.reshape(8, 5), tokens_BxL, lengths_B)
   np.testing.assert_allclose(nll, expected, rtol=1e-5)
+
+
+def test_hsvae_gamma_sample_has_the_reparameterisation_gradient_of_the_beta_mean():
+  """d E[gamma] / d(a, b) by Monte Carlo through the sampler equals that of a / (a + b)."""
+  latent = HSVAELatent(latent_dim=3)
+
+  def mean_gamma(a, b, key):
+    return latent.sample(POSTERIOR | {"a": a, "b": b}, key, HP.temperature)["gamma"][0]
+
+  keys = jax.random.split(jax.random.key(3), 20_000)
+  per_dim = lambda f: jax.vmap(jax.jacfwd(f, (0, 1)), (None, None, 0))(POSTERIOR["a"], POSTERIOR["b"], keys)
+  grad_a, grad_b = (np.diagonal(np.asarray(g).mean(0)[:, 0], axis1=0, axis2=1) for g in per_dim(mean_gamma))
+  a, b = np.asarray(POSTERIOR["a"][0]), np.asarray(POSTERIOR["b"][0])
+  np.testing.assert_allclose(grad_a, b / (a + b) ** 2, rtol=0.05)
+  np.testing.assert_allclose(grad_b, -a / (a + b) ** 2, rtol=0.05)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hsvae_jax import data
+from hsvae_jax import default_config
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
@@ -102,3 +103,13 @@ def test_every_config_file_builds_a_model(name):
                           jax.random.key(0))
   assert shapes.params["posterior_head"]["mu"]["kernel"].shape == (config.model.hidden_dim, config.model.latent_dim)
   assert max(config.data.length_buckets) == config.data.max_length
+
+
+def test_vocabulary_keeps_the_first_vocab_size_words_of_the_corpus_file(tmp_path):
+  corpus = data.Corpus({"train": ["a b"]}, {"train": None}, ["the", "a", "_UNK", "of", "b"], None, "dir")
+  data_config = default_config.get_config().data
+  data_config.vocab_size = 3
+  vocab = train.prepare_vocabulary(corpus, data_config, str(tmp_path), resuming=False)
+  assert vocab.encode("the a of b", 10).tolist() == [3, 4, 2, 2, 1]  # <UNK> is 2, <EOS> 1
+  data_config.vocab_size = 20_000
+  assert len(train.prepare_vocabulary(corpus, data_config, str(tmp_path), resuming=False)) == 3 + 4
