@@ -11,7 +11,6 @@ that diverges is reported as such and the others go on.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -22,11 +21,13 @@ import time
 from absl import logging
 import jax
 
+from hsvae_jax import default_config
 from hsvae_jax import evaluate
 from hsvae_jax import report
 from hsvae_jax import train
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 LATENTS = ("gaussian", "matvae", "vsc", "hsvae")
 LATENT_DIMS = (32, 768)
 RESULTS_FILE = "results.md"
@@ -46,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--corpora", nargs="+", default=CORPORA, choices=CORPORA)
   parser.add_argument("--latents", nargs="+", default=LATENTS, choices=LATENTS)
   parser.add_argument("--latent-dims", nargs="+", type=int, default=LATENT_DIMS)
-  parser.add_argument("--steps", type=int, default=1200)
+  parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--vocab-size", type=int, default=5000, help="the first words of each corpus's vocab.txt")
   parser.add_argument("--embed-dim", type=int, default=64)
@@ -55,16 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-def _corpus_config(corpus: str):
-  path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", f"{corpus}.py")
-  spec = importlib.util.spec_from_file_location(f"configs_{corpus}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def run_config(args: argparse.Namespace, corpus: str, latent: str, latent_dim: int):
-  config = _corpus_config(corpus)
+  config = default_config.from_file(os.path.join(CONFIGS_DIR, f"{corpus}.py"))
   config.data.dir = os.path.join(args.data_root, corpus)
   config.data.vocab_size = args.vocab_size
   config.data.max_length = args.max_length

@@ -4,6 +4,9 @@ Every file in configs/ starts from `get_config()` here and overrides what it nee
 result, so an unknown `--config.KEY` is an error.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 
@@ -30,7 +33,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic.max_words = 14
 
   config.model = ml_collections.ConfigDict()
-  config.model.latent = "hsvae"  # hsvae | gaussian | matvae | vsc
+  config.model.encoder = "gru"  # gru | transformer (a frozen pretrained BERT-family model's pooled embedding)
+  config.model.encoder_path = ""  # the transformer's Hugging Face directory (config.json, model.safetensors, ...)
+  config.model.freeze_encoder = True  # the transformer's embeddings are computed once and cached in the workdir
+  config.model.pooling = "mean"  # mean | cls: how the transformer's states become one embedding
+  config.model.decoder = "gru"  # gru (the words) | embedding (a Gaussian over the frozen embedding)
+  config.model.latent = "hsvae"  # hsvae | gaussian | matvae | vsc | topk_sae
   config.model.latent_dim = 768
   config.model.embed_dim = 256
   config.model.hidden_dim = 512
@@ -46,6 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   # VSC's prior slab probability: 0.2 gives the prior the same expected share of active dimensions as
   # HSVAE's (E[1 - gamma] = 0.2 under Beta(4, 1)) and MAT-VAE's; the VSC authors' examples use 0.01.
   config.model.vsc_prior_slab_prob = 0.2
+  # TopK SAE (Gao et al. 2024): non-zero entries a code keeps; its width is model.latent_dim.
+  config.model.topk_k = 32
 
   # Values a sweep may vary: they reach the compiled step as arrays, not constants.
   config.hparams = ml_collections.ConfigDict()
@@ -70,3 +80,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256
   return config
+
+
+def from_file(path: str | os.PathLike[str]) -> ml_collections.ConfigDict:
+  """get_config() of a config file, as `--config PATH` gives it (unlocked, for scripts to override)."""
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -1,8 +1,13 @@
 """Sentence embeddings from a pretrained encoder: for `hsvae embed`, and as inputs for training."""
 
 from collections.abc import Sequence
+import hashlib
+import json
 import os
+import pathlib
 
+from absl import logging
+import ml_collections
 import numpy as np
 
 from hsvae_jax.data import bucket_length, read_lines
@@ -11,6 +16,7 @@ from hsvae_jax.errors import InputError
 
 # Sentences tokenised at a time; each chunk is sorted by length so batches carry little padding.
 _BATCHES_PER_CHUNK = 32
+EMBEDDINGS_DIR = "embeddings"  # in a workdir: <split>.npy and <split>.json, a frozen encoder's outputs
 
 
 def length_buckets(max_length: int) -> tuple[int, ...]:
@@ -96,3 +102,37 @@ def embed_file(
     raise InputError(f"{output_path}: cannot write it ({e.strerror})") from None
   return {"num_lines": len(sentences), "num_truncated": num_truncated,
           "dim": embeddings_NxD.shape[1]}
+
+
+def embedding_dim(encoder_path: str | os.PathLike[str]) -> int:
+  """The pooled embedding's size, read from the model directory's config.json (no weights loaded)."""
+  return bert.BertConfig.from_json(pathlib.Path(encoder_path) / "config.json").hidden_size
+
+
+def _fingerprint(model_config: ml_collections.ConfigDict, sentences: Sequence[str]) -> dict:
+  digest = hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest()
+  return {"encoder_path": os.path.abspath(model_config.encoder_path), "pooling": model_config.pooling,
+          "num_sentences": len(sentences), "sentences_sha256": digest}
+
+
+def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequence[str], workdir: str,
+                      split: str, batch_size: int = 64) -> np.ndarray:
+  """The frozen encoder's embeddings of a split's sentences, computed once and kept in the workdir.
+
+  A cache made by another encoder, pooling or text is recomputed, never reused.
+  """
+  directory = os.path.join(workdir, EMBEDDINGS_DIR)
+  array_path, meta_path = os.path.join(directory, f"{split}.npy"), os.path.join(directory, f"{split}.json")
+  fingerprint = _fingerprint(model_config, sentences)
+  if os.path.isfile(meta_path) and os.path.isfile(array_path):
+    with open(meta_path) as f:
+      if json.load(f) == fingerprint:
+        return np.load(array_path)
+  logging.info("Embedding %d %s sentences with %s", len(sentences), split, model_config.encoder_path)
+  embeddings_NxD = embed_sentences(bert.load_pretrained(model_config.encoder_path), sentences,
+                                   model_config.pooling, batch_size)
+  os.makedirs(directory, exist_ok=True)
+  np.save(array_path, embeddings_NxD)
+  with open(meta_path, "w") as f:  # written last: it vouches for the array
+    json.dump(fingerprint, f)
+  return embeddings_NxD

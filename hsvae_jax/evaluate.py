@@ -12,10 +12,12 @@ import orbax.checkpoint as ocp
 import scipy.sparse
 
 from hsvae_jax import data
+from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import objectives
 from hsvae_jax import probes
 from hsvae_jax import train
+from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
@@ -60,14 +62,16 @@ def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: 
                   "z": sample["z"], "spike_slab_mean": slab_weight_BxZ * codes.mu_BxZ}
 
 
-def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray],
+                 features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """eval_step over every sentence, results in input order; only one batch at a time on the device."""
   config = trained.config
   hparams = HParams.from_config(config.hparams)
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   outputs: dict[str, list[np.ndarray]] = {}
-  for i, batch in enumerate(data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets)):
-    device_batch = {k: batch[k] for k in ("tokens", "lengths")}
+  batches = data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets, features)
+  for i, batch in enumerate(batches):
+    device_batch = {k: batch[k] for k in ("tokens", "lengths", *features)}
     result = jax.device_get(eval_step(trained.model, trained.params, device_batch,
                                       jax.random.fold_in(eval_key, i), hparams))
     real = batch["mask"] > 0
@@ -97,7 +101,8 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
     for needed in ("train", split):
       probes.check_labels(corpus.labels[needed], needed)
   encode_split = lambda name: _run_batches(
-      trained, trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length))
+      trained, trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length),
+      train.split_features(trained.config, corpus.sentences[name], workdir, name))
   out = encode_split(split)
   result = {
       "split": split,
@@ -105,7 +110,8 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
       "rec_nll": float(out["rec_nll"].mean()),
-      "rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum()),
+      **({"mse": float(out["squared_error"].mean() / trained.model.embedding_dim)} if "squared_error" in out
+         else {"rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum())}),
       "kl_z": float(out["kl_z"].mean()),
       "kl_gamma": float(out["kl_gamma"].mean()),
       "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
@@ -126,7 +132,11 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
     raise InputError("no sentences to encode")
   trained = load_trained(workdir)
   token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
-  out = _run_batches(trained, token_ids)
+  config = trained.config
+  features = ({"embedding": embed.embed_sentences(bert.load_pretrained(config.model.encoder_path), sentences,
+                                                  config.model.pooling)}
+              if config.model.encoder == "transformer" else {})
+  out = _run_batches(trained, token_ids, features)
   return {name: out[name] for name in ("code", "mu", "slab_prob")}
 
 

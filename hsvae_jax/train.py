@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from hsvae_jax import data
+from hsvae_jax import embed
 from hsvae_jax import objectives
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
@@ -49,7 +50,8 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
   tokens_BxL = jnp.ones((1, 2), jnp.int32)
-  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0))["params"]
+  embedding_BxE = jnp.zeros((1, model.embedding_dim)) if model.encoder_kind == "transformer" else None
+  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0), embedding_BxE)["params"]
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
 
 
@@ -168,15 +170,24 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, global_batch_size: int) ->
   return jax.sharding.Mesh(np.array(devices[:size]), ("data",))
 
 
+def split_features(config: ml_collections.ConfigDict, sentences: list[str], workdir: str,
+                   split: str) -> dict[str, np.ndarray]:
+  """Per-sentence inputs besides the words: a frozen transformer's embeddings, cached in workdir."""
+  if config.model.encoder != "transformer":
+    return {}
+  return {"embedding": embed.cached_embeddings(config.model, sentences, workdir, split)}
+
+
 def prepare_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   resuming = check_resumable(config, workdir)
   corpus = data.load_corpus(config.data)
   vocab = prepare_vocabulary(corpus, config.data, workdir, resuming)
   mesh = make_mesh(config.mesh, config.train.batch_size)
-  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
-  dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
-                               jax.process_index(), jax.process_count())
   model = make_model(config.model, len(vocab))
+  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
+  features = split_features(config, corpus.sentences["train"], workdir, "train")
+  dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
+                               jax.process_index(), jax.process_count(), features)
   labelled = all(labels is not None for labels in corpus.labels.values())
   return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming, labelled)
 

@@ -1,10 +1,13 @@
-"""Shared fixtures: a tiny config that trains in seconds, and where the shared corpora live."""
+"""Shared fixtures: a tiny config that trains in seconds, a tiny BERT, and where the shared corpora live."""
 
-import importlib.util
+import json
 import pathlib
 
 import jax
+import numpy as np
 import pytest
+import safetensors.numpy
+import tokenizers
 
 from hsvae_jax import default_config
 
@@ -18,10 +21,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 def load_config_file(name: str):
   """get_config() of configs/<name>.py, as `--config configs/<name>.py` gives it."""
-  spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return default_config.from_file(PROJECT_ROOT / "configs" / f"{name}.py")
 
 
 def tiny_config(latent: str = "hsvae"):
@@ -47,3 +47,51 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"{SHARED_DATA} is absent")
   return SHARED_DATA
+
+
+TINY_BERT = dict(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=16, max_position_embeddings=32)
+TINY_BERT_WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away", "and", ",", "."]
+
+
+def tiny_bert_tensors(seed: int = 0) -> dict[str, np.ndarray]:
+  """Random weights under Hugging Face's BertModel names, plus a pooler the loader must ignore."""
+  c, rng = TINY_BERT, np.random.default_rng(seed)
+  d, f = c["hidden_size"], c["intermediate_size"]
+  shapes = {
+      "embeddings.word_embeddings.weight": (c["vocab_size"], d),
+      "embeddings.position_embeddings.weight": (c["max_position_embeddings"], d),
+      "embeddings.token_type_embeddings.weight": (2, d),
+      "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,),
+      "pooler.dense.weight": (d, d), "pooler.dense.bias": (d,),
+  }
+  for i in range(c["num_hidden_layers"]):
+    p = f"encoder.layer.{i}."
+    for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                 "attention.output.dense"):
+      shapes |= {p + name + ".weight": (d, d), p + name + ".bias": (d,)}
+    shapes |= {p + "intermediate.dense.weight": (f, d), p + "intermediate.dense.bias": (f,),
+               p + "output.dense.weight": (d, f), p + "output.dense.bias": (d,)}
+    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+      shapes |= {p + name + ".weight": (d,), p + name + ".bias": (d,)}
+  return {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def write_tiny_bert(
+    model_dir: pathlib.Path, tensors: dict[str, np.ndarray], truncation: int | None = 16
+) -> pathlib.Path:
+  """A model directory whose tokenizer knows TINY_BERT_WORDS and truncates to `truncation` tokens."""
+  specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+  vocab = {token: i for i, token in enumerate(specials + TINY_BERT_WORDS)}
+  tokenizer = tokenizers.Tokenizer(tokenizers.models.WordPiece(vocab, unk_token="[UNK]"))
+  tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
+  tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+  tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
+      single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+  if truncation:
+    tokenizer.enable_truncation(truncation)
+  model_dir.mkdir(parents=True, exist_ok=True)
+  tokenizer.save(str(model_dir / "tokenizer.json"))
+  (model_dir / "config.json").write_text(json.dumps(TINY_BERT | {"model_type": "bert"}))
+  safetensors.numpy.save_file(tensors, model_dir / "model.safetensors")
+  return model_dir

@@ -11,59 +11,14 @@ import tokenizers
 from hsvae_jax import embed
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
+from conftest import TINY_BERT, TINY_BERT_WORDS, tiny_bert_tensors, write_tiny_bert
 
 REFERENCE = pathlib.Path(__file__).parent / "data" / "minilm_reference.npz"
-TINY = dict(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=16, max_position_embeddings=32)
-WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away", "and", ",", "."]
-
-
-def _tiny_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-  """Random weights under Hugging Face's BertModel names, plus a pooler the loader must ignore."""
-  c, rng = TINY, np.random.default_rng(seed)
-  d, f = c["hidden_size"], c["intermediate_size"]
-  shapes = {
-      "embeddings.word_embeddings.weight": (c["vocab_size"], d),
-      "embeddings.position_embeddings.weight": (c["max_position_embeddings"], d),
-      "embeddings.token_type_embeddings.weight": (2, d),
-      "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,),
-      "pooler.dense.weight": (d, d), "pooler.dense.bias": (d,),
-  }
-  for i in range(c["num_hidden_layers"]):
-    p = f"encoder.layer.{i}."
-    for name in ("attention.self.query", "attention.self.key", "attention.self.value",
-                 "attention.output.dense"):
-      shapes |= {p + name + ".weight": (d, d), p + name + ".bias": (d,)}
-    shapes |= {p + "intermediate.dense.weight": (f, d), p + "intermediate.dense.bias": (f,),
-               p + "output.dense.weight": (d, f), p + "output.dense.bias": (d,)}
-    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-      shapes |= {p + name + ".weight": (d,), p + name + ".bias": (d,)}
-  return {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
-
-
-def _write_tiny(
-    model_dir: pathlib.Path, tensors: dict[str, np.ndarray], truncation: int | None = 16
-) -> pathlib.Path:
-  """A model directory whose tokenizer knows WORDS and truncates to `truncation` tokens."""
-  specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-  vocab = {token: i for i, token in enumerate(specials + WORDS)}
-  tokenizer = tokenizers.Tokenizer(tokenizers.models.WordPiece(vocab, unk_token="[UNK]"))
-  tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
-  tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
-  tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
-      single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-  if truncation:
-    tokenizer.enable_truncation(truncation)
-  model_dir.mkdir(parents=True, exist_ok=True)
-  tokenizer.save(str(model_dir / "tokenizer.json"))
-  (model_dir / "config.json").write_text(json.dumps(TINY | {"model_type": "bert"}))
-  safetensors.numpy.save_file(tensors, model_dir / "model.safetensors")
-  return model_dir
 
 
 @pytest.fixture
 def tiny_dir(tmp_path) -> pathlib.Path:
-  return _write_tiny(tmp_path / "tiny", _tiny_tensors())
+  return write_tiny_bert(tmp_path / "tiny", tiny_bert_tensors())
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +55,7 @@ def test_truncates_to_tokenizer_json_or_max_position_embeddings(tmp_path):
   long_line = "the cat sat on the mat " * 4  # 24 words, 26 tokens
   counts = {}
   for truncation in (16, None):
-    model_dir = _write_tiny(tmp_path / str(truncation), _tiny_tensors(), truncation)
+    model_dir = write_tiny_bert(tmp_path / str(truncation), tiny_bert_tensors(), truncation)
     encoder = bert.load_pretrained(model_dir)
     counts[truncation] = encoder.max_length, bert.tokenize(encoder, [long_line, "the cat"])[1]
   assert counts == {16: (16, 1), None: (32, 0)}
@@ -129,13 +84,13 @@ def test_bad_model_dir_is_input_error(tiny_dir):
 
 
 def test_bad_checkpoint_is_input_error(tmp_path):
-  tensors = _tiny_tensors()
+  tensors = tiny_bert_tensors()
   del tensors["encoder.layer.1.output.dense.bias"]
   with pytest.raises(InputError, match="no tensor encoder.layer.1.output.dense.bias"):
-    bert.load_pretrained(_write_tiny(tmp_path / "missing", tensors))
-  tensors = _tiny_tensors() | {"embeddings.word_embeddings.weight": np.zeros((40, 9), np.float32)}
+    bert.load_pretrained(write_tiny_bert(tmp_path / "missing", tensors))
+  tensors = tiny_bert_tensors() | {"embeddings.word_embeddings.weight": np.zeros((40, 9), np.float32)}
   with pytest.raises(InputError, match="word_embeddings.weight has shape"):
-    bert.load_pretrained(_write_tiny(tmp_path / "shape", tensors))
+    bert.load_pretrained(write_tiny_bert(tmp_path / "shape", tensors))
   (tmp_path / "shape" / "model.safetensors").write_bytes(b"not safetensors")
   with pytest.raises(InputError, match="not a safetensors file"):
     bert.load_pretrained(tmp_path / "shape")
@@ -145,10 +100,10 @@ def test_reads_bert_prefix_and_gamma_beta_names(tiny_dir, tmp_path):
   # As in checkpoints of BertForPreTraining converted from TensorFlow.
   renamed = {"bert." + name.replace("LayerNorm.weight", "LayerNorm.gamma")
                            .replace("LayerNorm.bias", "LayerNorm.beta"): tensor
-             for name, tensor in _tiny_tensors().items()}
+             for name, tensor in tiny_bert_tensors().items()}
   sentences = ["the cat sat on the mat .", "a dog"]
   expected = embed.embed_sentences(bert.load_pretrained(tiny_dir), sentences)
-  renamed_dir = _write_tiny(tmp_path / "renamed", renamed)
+  renamed_dir = write_tiny_bert(tmp_path / "renamed", renamed)
   got = embed.embed_sentences(bert.load_pretrained(renamed_dir), sentences)
   np.testing.assert_array_equal(got, expected)
 
@@ -178,10 +133,10 @@ def test_embed_file_bad_input_is_input_error(tiny_dir, tmp_path):
 
 
 def test_compiles_once_per_length_bucket(tmp_path):
-  encoder = bert.load_pretrained(_write_tiny(tmp_path, _tiny_tensors(), truncation=None))
+  encoder = bert.load_pretrained(write_tiny_bert(tmp_path, tiny_bert_tensors(), truncation=None))
   assert embed.length_buckets(encoder.max_length) == (16, 32)
   assert embed.length_buckets(128) == (16, 32, 64, 128)
   before = bert._encode._cache_size()
-  sentences = [" ".join((WORDS * 3)[:n]) for n in range(35)]  # 2 to 32 tokens, some truncated
+  sentences = [" ".join((TINY_BERT_WORDS * 3)[:n]) for n in range(35)]  # 2 to 32 tokens, some truncated
   embed.embed_sentences(encoder, sentences, batch_size=4)
   assert bert._encode._cache_size() - before <= 2

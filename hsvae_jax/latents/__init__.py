@@ -7,6 +7,7 @@ from hsvae_jax.latents.base import Codes, Latent
 from hsvae_jax.latents.gaussian import GaussianLatent
 from hsvae_jax.latents.hsvae import HSVAELatent
 from hsvae_jax.latents.matvae import MATVAELatent
+from hsvae_jax.latents.topk_sae import TopKSAELatent
 from hsvae_jax.latents.vsc import VSCLatent
 
 LATENTS: dict[str, type[Latent]] = {
@@ -14,6 +15,7 @@ LATENTS: dict[str, type[Latent]] = {
     "gaussian": GaussianLatent,
     "matvae": MATVAELatent,
     "vsc": VSCLatent,
+    "topk_sae": TopKSAELatent,
 }
 KL_ESTIMATORS = ("mc", "analytic")
 

@@ -25,7 +25,8 @@ class Latent(Protocol):
 
   Families with a loss term beyond the two KLs (e.g. a kernel discrepancy) also define
   `extra_loss(posterior, sample, hparams) -> dict[str, [B]]`: named terms, already weighted,
-  that the objective adds to the loss and reports.
+  that the objective adds to the loss and reports. A deterministic autoencoder (no KL) sets
+  `is_autoencoder = True`, which gives its embedding decoder a squared-error reconstruction.
   """
 
   latent_dim: int

@@ -2,14 +2,37 @@
 
 import ml_collections
 
+from hsvae_jax import embed
+from hsvae_jax.errors import InputError
 from hsvae_jax.latents import make_latent
-from hsvae_jax.models.sentence_vae import SentenceVAE
+from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS, SentenceVAE
+
+
+def _check_encoder_decoder(model_config: ml_collections.ConfigDict) -> None:
+  for key, kinds in (("encoder", ENCODERS), ("decoder", DECODERS)):
+    if model_config[key] not in kinds:
+      raise InputError(f"unknown model.{key} {model_config[key]!r}; choose one of {', '.join(kinds)}")
+  uses_embedding = model_config.encoder == "transformer" or model_config.decoder == "embedding"
+  if model_config.decoder == "embedding" and model_config.encoder != "transformer":
+    raise InputError("model.decoder=embedding reconstructs a frozen transformer's embedding: set model.encoder=transformer")
+  if model_config.latent == "topk_sae" and model_config.decoder != "embedding":
+    raise InputError("model.latent=topk_sae is a sparse autoencoder of embeddings: set model.decoder=embedding")
+  if uses_embedding and not model_config.freeze_encoder:
+    raise InputError("model.freeze_encoder=false (fine-tuning the transformer) is not supported; "
+                     "the transformer encoder is used frozen")
+  if uses_embedding and not model_config.encoder_path:
+    raise InputError("model.encoder=transformer needs model.encoder_path, a Hugging Face model directory")
 
 
 def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> SentenceVAE:
+  _check_encoder_decoder(model_config)
+  embedding_dim = embed.embedding_dim(model_config.encoder_path) if model_config.encoder == "transformer" else 0
   return SentenceVAE(
       vocab_size=vocab_size,
       latent=make_latent(model_config),
       embed_dim=model_config.embed_dim,
       hidden_dim=model_config.hidden_dim,
+      encoder_kind=model_config.encoder,
+      decoder_kind=model_config.decoder,
+      embedding_dim=embedding_dim,
   )

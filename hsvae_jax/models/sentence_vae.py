@@ -1,4 +1,8 @@
-"""The sentence VAE: shared embedding, GRU encoder, a latent family's head, GRU decoder (PAPER.md sizes)."""
+"""The sentence VAE: an encoder, a latent family's head and a decoder (PAPER.md sizes).
+
+Encoders: a GRU over the words, or a frozen pretrained transformer whose pooled embedding arrives in
+the batch. Decoders: a GRU over the words, or a linear map back to that embedding.
+"""
 
 import flax.linen as nn
 import jax
@@ -10,34 +14,75 @@ from hsvae_jax.latents.base import Posterior, Sample
 from hsvae_jax.models.dense import FoldedBiasDense
 from hsvae_jax.models.gru import GRU
 
+ENCODERS = ("gru", "transformer")
+DECODERS = ("gru", "embedding")
+Reconstruction = jax.Array | dict[str, jax.Array]  # logits [L * B, V], or an embedding's {'loc', 'log_scale'}
+
+
+class EmbeddingDecoder(nn.Module):
+  """A Gaussian over the frozen embedding: linear mean around a given bias, per-dimension scale.
+
+  The scale is learned, or fixed at 1 (squared error) for a deterministic autoencoder.
+  """
+
+  embedding_dim: int
+  learn_scale: bool = True
+
+  @nn.compact
+  def __call__(self, z_BxZ: jax.Array, bias_E: jax.Array) -> dict[str, jax.Array]:
+    loc_BxE = nn.Dense(self.embedding_dim, use_bias=False, name="loc")(z_BxZ) + bias_E
+    log_scale_E = (self.param("log_scale", nn.initializers.zeros_init(), (self.embedding_dim,))
+                   if self.learn_scale else jnp.zeros(self.embedding_dim))
+    return {"loc": loc_BxE, "log_scale": jnp.broadcast_to(log_scale_E, loc_BxE.shape)}
+
 
 class SentenceVAE(nn.Module):
-  """Returns the posterior's parameters, the decoder's sample and logits; the loss lives in objectives."""
+  """Returns the posterior's parameters, the decoder's sample and its reconstruction; the loss lives in objectives."""
 
   vocab_size: int
   latent: Latent
   embed_dim: int = 256
   hidden_dim: int = 512
+  encoder_kind: str = "gru"  # one of ENCODERS
+  decoder_kind: str = "gru"  # one of DECODERS
+  embedding_dim: int = 0  # the frozen encoder's embedding size (encoder 'transformer', decoder 'embedding')
 
   def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.embed_dim)
-    self.encoder = GRU(self.hidden_dim)
+    if "gru" in (self.encoder_kind, self.decoder_kind):
+      self.embed = nn.Embed(self.vocab_size, self.embed_dim)
+    if self.encoder_kind == "gru":
+      self.encoder = GRU(self.hidden_dim)
     self.posterior_head = self.latent.head()
-    self.decoder = GRU(self.hidden_dim)
-    self.vocab_projection = FoldedBiasDense(self.vocab_size)
+    if self.decoder_kind == "gru":
+      self.decoder = GRU(self.hidden_dim)
+      self.vocab_projection = FoldedBiasDense(self.vocab_size)
+    else:
+      # A sparse autoencoder's reconstruction is plain squared error: a Gaussian of unit scale.
+      self.embedding_decoder = EmbeddingDecoder(
+          self.embedding_dim, learn_scale=not getattr(self.latent, "is_autoencoder", False))
+      # Subtracted before encoding and added back after decoding (Gao et al. 2024's b_pre): reconstruction
+      # pulls it to the embeddings' mean, so codes describe how a sentence differs from the average one,
+      # not the direction all mean-pooled embeddings share.
+      self.embedding_bias = self.param("embedding_bias", nn.initializers.zeros_init(), (self.embedding_dim,))
 
-  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array) -> Posterior:
+  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array, embedding_BxE: jax.Array | None = None) -> Posterior:
+    if self.encoder_kind == "transformer":
+      if self.decoder_kind == "embedding":
+        embedding_BxE = embedding_BxE - self.embedding_bias
+      return self.posterior_head(embedding_BxE)
     h_LxBxH = self.encoder(self.embed(tokens_BxL))
     # The encoder's state at the last real token (padding comes after it).
     h_BxH = h_LxBxH[lengths_B - 1, jnp.arange(tokens_BxL.shape[0])]
     return self.posterior_head(h_BxH)
 
-  def decode(self, tokens_BxL: jax.Array, z_BxZ: jax.Array) -> jax.Array:
-    """Teacher-forced logits [L * B, V], time-major: row t * B + b is step t of sentence b.
+  def decode(self, tokens_BxL: jax.Array, z_BxZ: jax.Array) -> Reconstruction:
+    """The embedding's Gaussian, or teacher-forced logits [L * B, V], time-major: row t * B + b is step t of sentence b.
 
     A 2-D, time-major logits array is never transposed or reshaped on its way into the loss, which
     keeps its gradient (the costliest part of a step at vocabulary sizes like 20k) a plain matmul.
     """
+    if self.decoder_kind == "embedding":
+      return self.embedding_decoder(z_BxZ, self.embedding_bias)
     batch, length = tokens_BxL.shape
     # Input at step t is token t-1, with <EOS> as the start token; z joins every step.
     previous_BxL = jnp.concatenate([jnp.full((batch, 1), EOS, tokens_BxL.dtype), tokens_BxL[:, :-1]], axis=1)
@@ -45,8 +90,8 @@ class SentenceVAE(nn.Module):
     h_LxBxH = self.decoder(jnp.concatenate([self.embed(previous_BxL), z_BxLxZ], axis=-1))
     return self.vocab_projection(h_LxBxH.reshape(length * batch, self.hidden_dim))
 
-  def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array,
-               temperature: jax.Array) -> tuple[jax.Array, Posterior, Sample]:
-    posterior = self.encode(tokens_BxL, lengths_B)
+  def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array, temperature: jax.Array,
+               embedding_BxE: jax.Array | None = None) -> tuple[Reconstruction, Posterior, Sample]:
+    posterior = self.encode(tokens_BxL, lengths_B, embedding_BxE)
     sample = self.latent.sample(posterior, key, temperature)
     return self.decode(tokens_BxL, sample["z"]), posterior, sample

