@@ -4,7 +4,6 @@ from collections.abc import Sequence
 import hashlib
 import json
 import os
-import pathlib
 
 from absl import logging
 import ml_collections
@@ -104,11 +103,6 @@ def embed_file(
           "dim": embeddings_NxD.shape[1]}
 
 
-def embedding_dim(encoder_path: str | os.PathLike[str]) -> int:
-  """The pooled embedding's size, read from the model directory's config.json (no weights loaded)."""
-  return bert.BertConfig.from_json(pathlib.Path(encoder_path) / "config.json").hidden_size
-
-
 def _fingerprint(model_config: ml_collections.ConfigDict, sentences: Sequence[str]) -> dict:
   digest = hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest()
   return {"encoder_path": os.path.abspath(model_config.encoder_path), "pooling": model_config.pooling,
@@ -136,3 +130,13 @@ def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequen
   with open(meta_path, "w") as f:  # written last: it vouches for the array
     json.dump(fingerprint, f)
   return embeddings_NxD
+
+
+def wordpieces(encoder_path: str | os.PathLike[str], sentences: Sequence[str]) -> dict[str, np.ndarray]:
+  """Token ids and attention mask of each sentence, int32 [N, L'], padded to the longest (L') of them."""
+  encoder = bert.load_pretrained(encoder_path)
+  encodings, num_truncated = bert.tokenize(encoder, sentences)
+  if num_truncated:
+    logging.warning("%d sentences truncated to %d wordpieces", num_truncated, encoder.max_length)
+  padded = bert.pad_batch(encodings, len(encodings), max(len(e.ids) for e in encodings))
+  return {"encoder_ids": padded["ids"], "encoder_mask": padded["mask"]}

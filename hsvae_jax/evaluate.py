@@ -133,9 +133,13 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
   trained = load_trained(workdir)
   token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
   config = trained.config
-  features = ({"embedding": embed.embed_sentences(bert.load_pretrained(config.model.encoder_path), sentences,
-                                                  config.model.pooling)}
-              if config.model.encoder == "transformer" else {})
+  if config.model.encoder != "transformer":
+    features = {}
+  elif not config.model.freeze_encoder:
+    features = embed.wordpieces(config.model.encoder_path, sentences)
+  else:
+    features = {"embedding": embed.embed_sentences(bert.load_pretrained(config.model.encoder_path), sentences,
+                                                   config.model.pooling)}
   out = _run_batches(trained, token_ids, features)
   return {name: out[name] for name in ("code", "mu", "slab_prob")}
 

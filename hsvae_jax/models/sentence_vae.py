@@ -1,7 +1,8 @@
 """The sentence VAE: an encoder, a latent family's head and a decoder (PAPER.md sizes).
 
-Encoders: a GRU over the words, or a frozen pretrained transformer whose pooled embedding arrives in
-the batch. Decoders: a GRU over the words, or a linear map back to that embedding.
+Encoders: a GRU over the words, or a pretrained transformer: frozen (its pooled embedding arrives in
+the batch) or fine-tuned (its wordpiece ids arrive in the batch and its parameters are the model's).
+Decoders: a GRU over the words, or a linear map back to the frozen embedding.
 """
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from hsvae_jax.data.tokenizer import EOS
+from hsvae_jax.encoders import bert
 from hsvae_jax.latents import Latent
 from hsvae_jax.latents.base import Posterior, Sample
 from hsvae_jax.models.dense import FoldedBiasDense
@@ -17,6 +19,9 @@ from hsvae_jax.models.gru import GRU
 ENCODERS = ("gru", "transformer")
 DECODERS = ("gru", "embedding")
 Reconstruction = jax.Array | dict[str, jax.Array]  # logits [L * B, V], or an embedding's {'loc', 'log_scale'}
+# Batch entries besides tokens and lengths that an encoder reads: the frozen embedding [B, E], or the
+# fine-tuned transformer's wordpiece ids and attention mask [B, L'].
+FEATURES = ("embedding", "encoder_ids", "encoder_mask")
 
 
 class EmbeddingDecoder(nn.Module):
@@ -46,12 +51,16 @@ class SentenceVAE(nn.Module):
   encoder_kind: str = "gru"  # one of ENCODERS
   decoder_kind: str = "gru"  # one of DECODERS
   embedding_dim: int = 0  # the frozen encoder's embedding size (encoder 'transformer', decoder 'embedding')
+  transformer: bert.BertConfig | None = None  # set to fine-tune the transformer instead of freezing it
+  pooling: str = "mean"  # how the fine-tuned transformer's states become one vector
 
   def setup(self):
     if "gru" in (self.encoder_kind, self.decoder_kind):
       self.embed = nn.Embed(self.vocab_size, self.embed_dim)
     if self.encoder_kind == "gru":
       self.encoder = GRU(self.hidden_dim)
+    elif self.transformer is not None:
+      self.encoder = bert.Bert(self.transformer)
     self.posterior_head = self.latent.head()
     if self.decoder_kind == "gru":
       self.decoder = GRU(self.hidden_dim)
@@ -65,8 +74,14 @@ class SentenceVAE(nn.Module):
       # not the direction all mean-pooled embeddings share.
       self.embedding_bias = self.param("embedding_bias", nn.initializers.zeros_init(), (self.embedding_dim,))
 
-  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array, embedding_BxE: jax.Array | None = None) -> Posterior:
+  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array, features: dict[str, jax.Array]) -> Posterior:
+    if self.transformer is not None:
+      ids_BxL, mask_BxL = features["encoder_ids"], features["encoder_mask"]
+      h_BxLxD = self.encoder(ids_BxL, jnp.zeros_like(ids_BxL), mask_BxL)
+      pooled_BxD = bert.mean_pool(h_BxLxD, mask_BxL) if self.pooling == "mean" else bert.cls_pool(h_BxLxD)
+      return self.posterior_head(pooled_BxD)
     if self.encoder_kind == "transformer":
+      embedding_BxE = features["embedding"]
       if self.decoder_kind == "embedding":
         embedding_BxE = embedding_BxE - self.embedding_bias
       return self.posterior_head(embedding_BxE)
@@ -91,7 +106,8 @@ class SentenceVAE(nn.Module):
     return self.vocab_projection(h_LxBxH.reshape(length * batch, self.hidden_dim))
 
   def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array, temperature: jax.Array,
-               embedding_BxE: jax.Array | None = None) -> tuple[Reconstruction, Posterior, Sample]:
-    posterior = self.encode(tokens_BxL, lengths_B, embedding_BxE)
+               features: dict[str, jax.Array] | None = None) -> tuple[Reconstruction, Posterior, Sample]:
+    """features: the batch's FEATURES entries that the encoder reads."""
+    posterior = self.encode(tokens_BxL, lengths_B, features or {})
     sample = self.latent.sample(posterior, key, temperature)
     return self.decode(tokens_BxL, sample["z"]), posterior, sample
