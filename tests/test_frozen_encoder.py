@@ -121,6 +121,9 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
   assert ("mse" in result) == (decoder == "embedding")
   cached = sorted(os.listdir(os.path.join(workdir, embed.EMBEDDINGS_DIR)))
   assert cached == ["test.json", "test.npy", "train.json", "train.npy"]
+  # New sentences are embedded on the fly, not from the cache.
+  codes = evaluate.encode(workdir, ["a sentence the corpus never had", "another"])["code"]
+  assert codes.shape == (2, 32) and np.isfinite(codes).all()
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -166,3 +169,4 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   result = evaluate.evaluate(str(tmp_path / "run"), "test")
   assert np.isfinite(result["rec_nll"]) and result["num_sentences"] == 60
   assert not os.path.exists(tmp_path / "run" / embed.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning
+  assert evaluate.encode(str(tmp_path / "run"), sentences)["code"].shape == (3, 8)
