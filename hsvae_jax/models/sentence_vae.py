@@ -74,7 +74,9 @@ class SentenceVAE(nn.Module):
       # not the direction all mean-pooled embeddings share.
       self.embedding_bias = self.param("embedding_bias", nn.initializers.zeros_init(), (self.embedding_dim,))
 
-  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array, features: dict[str, jax.Array]) -> Posterior:
+  def encode(self, tokens_BxL: jax.Array, lengths_B: jax.Array,
+             features: dict[str, jax.Array] | None = None) -> Posterior:
+    features = features or {}
     if self.transformer is not None:
       ids_BxL, mask_BxL = features["encoder_ids"], features["encoder_mask"]
       h_BxLxD = self.encoder(ids_BxL, jnp.zeros_like(ids_BxL), mask_BxL)
@@ -108,6 +110,6 @@ class SentenceVAE(nn.Module):
   def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array, temperature: jax.Array,
                features: dict[str, jax.Array] | None = None) -> tuple[Reconstruction, Posterior, Sample]:
     """features: the batch's FEATURES entries that the encoder reads."""
-    posterior = self.encode(tokens_BxL, lengths_B, features or {})
+    posterior = self.encode(tokens_BxL, lengths_B, features)
     sample = self.latent.sample(posterior, key, temperature)
     return self.decode(tokens_BxL, sample["z"]), posterior, sample
