@@ -2,6 +2,7 @@
 or fine-tuned; feature rows in batches."""
 
 import dataclasses
+import json
 import itertools
 import os
 
@@ -171,3 +172,14 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   assert np.isfinite(result["rec_nll"]) and result["num_sentences"] == 60
   assert not os.path.exists(tmp_path / "run" / embed.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning
   assert evaluate.encode(str(tmp_path / "run"), sentences)["code"].shape == (3, 8)
+
+
+def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(tmp_path):
+  model_dir = write_tiny_bert(tmp_path / "bert", tiny_bert_tensors())
+  workdir = tmp_path / "run"
+  hsvae("train", "--config", QUICKSTART, "--workdir", workdir, *TINY, "--config.model.encoder=transformer",
+        f"--config.model.encoder_path={model_dir}", "--config.model.decoder=embedding",
+        "--config.model.latent=topk_sae", "--config.model.topk_k=3")
+  assert sorted(os.listdir(workdir / embed.EMBEDDINGS_DIR)) == ["train.json", "train.npy"]
+  result = json.loads(hsvae("evaluate", "--workdir", workdir, "--split", "test", "--probe").stdout)
+  assert result["latent"] == "topk_sae" and result["active_dims"] <= 3 and 0 <= result["probe_accuracy"] <= 1
