@@ -1,7 +1,12 @@
-"""CPU budgets shared by the benchmark scripts: a corpus cut to its first sentences."""
+"""What the benchmark scripts share: a corpus cut to its first sentences, runs that resume when finished."""
 
 import itertools
+import json
 import os
+import time
+
+from hsvae_jax import evaluate
+from hsvae_jax import train
 
 
 def first_sentences(corpus_dir: str, max_sentences: int, out_dir: str) -> str:
@@ -21,3 +26,31 @@ def first_sentences(corpus_dir: str, max_sentences: int, out_dir: str) -> str:
         open(os.path.join(out_dir, name), "w", encoding="utf-8") as dst:
       dst.writelines(src if name == "vocab.txt" else itertools.islice(src, max_sentences))
   return out_dir
+
+
+WALL_FILE = "wall_s.json"  # marks a finished run
+
+
+def finished_run(workdir: str) -> tuple[dict, dict] | None:
+  """(eval_test.json, wall times) of a run that train_and_test finished, else None."""
+  done = os.path.join(workdir, WALL_FILE)
+  if not os.path.exists(done):
+    return None
+  with open(os.path.join(workdir, "eval_test.json")) as g, open(done) as f:
+    return json.load(g), json.load(f)
+
+
+def train_and_test(config, workdir: str) -> tuple[dict, dict]:
+  """Trains and evaluates one run on its test split with probes, unless finished; (result, wall times)."""
+  finished = finished_run(workdir)
+  if finished:
+    return finished
+  start = time.perf_counter()
+  train.train_and_evaluate(config, workdir)
+  wall = {"train_s": time.perf_counter() - start}
+  start = time.perf_counter()
+  result = evaluate.evaluate(workdir, "test", probe=True)
+  wall["eval_s"] = time.perf_counter() - start
+  with open(os.path.join(workdir, WALL_FILE), "w") as f:
+    json.dump(wall, f)
+  return result, wall

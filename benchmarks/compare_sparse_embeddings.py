@@ -24,10 +24,8 @@ import numpy as np
 from hsvae_jax import data
 from hsvae_jax import default_config
 from hsvae_jax import embed
-from hsvae_jax import evaluate
 from hsvae_jax import metrics
 from hsvae_jax import probes
-from hsvae_jax import train
 import budget
 import results_doc
 
@@ -35,7 +33,6 @@ CORPORA = ("dbpedia", "yahoo", "yelp")
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 MODELS = ("topk_sae", "hsvae")
 RESULTS_FILE = "results.md"
-WALL_FILE = "wall_s.json"  # marks a finished run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -105,24 +102,9 @@ def compare(args: argparse.Namespace, corpus: str) -> dict:
     config = run_config(args, corpus, latent)
     embed_s = share_embeddings(config, corpus_data, cache_dir, workdir)
     rows.setdefault("dense", {"embed_s": embed_s} | dense_baseline(cache_dir, corpus_data))
-    rows[latent] = train_and_test(config, workdir)
+    result, wall = budget.train_and_test(config, workdir)
+    rows[latent] = result | wall
   return rows
-
-
-def train_and_test(config, workdir: str) -> dict:
-  done = os.path.join(workdir, WALL_FILE)
-  if os.path.exists(done):
-    with open(done) as f, open(os.path.join(workdir, "eval_test.json")) as g:
-      return json.load(g) | json.load(f)
-  start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
-  wall = {"train_s": time.perf_counter() - start}
-  start = time.perf_counter()
-  result = evaluate.evaluate(workdir, "test", probe=True)
-  wall["eval_s"] = time.perf_counter() - start
-  with open(done, "w") as f:
-    json.dump(wall, f)
-  return result | wall
 
 
 def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> str:
@@ -130,7 +112,7 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
   lines = [
       "## Sparse codes of frozen MiniLM embeddings: dense, TopK SAE, HSVAE", "",
       "Written by `benchmarks/compare_sparse_embeddings.py`; the command:", "", f"    {command}", "",
-      f"- Embeddings: all-MiniLM-L6-v2, mean pooling (384 dims), computed once a corpus and shared by both models.",
+      "- Embeddings: all-MiniLM-L6-v2, mean pooling (384 dims), computed once a corpus and shared by both models.",
       f"- TopK SAE (Gao et al. 2024): width {args.width}, k = {args.k}, linear encoder after subtracting a learned "
       "bias that the linear decoder adds back, squared error; no auxiliary dead-latent loss.",
       f"- HSVAE: {args.width} latent dims, the embedding decoder (linear mean around the same kind of bias, learned "

@@ -6,7 +6,7 @@
 Trains `gaussian`, `matvae`, `vsc` and `hsvae` from configs/<corpus>.py with the budget overrides below,
 evaluates each on its test split with probes (trained on the train split's codes, never on test), and
 writes OUTPUT/results.md (tables, targets, budgets, wall times, the command) and OUTPUT/replication.png.
-A run whose wall_s.json exists is not trained again, so an interrupted replication resumes; a run
+A finished run (budget.WALL_FILE) is not trained again, so an interrupted replication resumes; a run
 that diverges is reported as such and the others go on.
 """
 
@@ -16,15 +16,12 @@ import os
 import resource
 import shlex
 import sys
-import time
 
 from absl import logging
 import jax
 
 from hsvae_jax import default_config
-from hsvae_jax import evaluate
 from hsvae_jax import report
-from hsvae_jax import train
 import budget
 import results_doc
 
@@ -35,7 +32,6 @@ LATENT_DIMS = (32, 768)
 RESULTS_FILE = "results.md"
 FIGURE_FILE = "replication.png"
 RUNS_FILE = "replication.json"
-WALL_FILE = "wall_s.json"  # marks a finished run
 # The issue's targets (HSVAE against the Gaussian VAE), checked against the numbers in results.md.
 TARGET_ZERO_FRACTION_768 = 0.70
 TARGET_PROBE_GAP = {768: 0.01, 32: 0.03}
@@ -83,24 +79,13 @@ def run_config(args: argparse.Namespace, corpus: str, latent: str, latent_dim: i
 def train_and_test(config, workdir: str, report_only: bool) -> dict:
   """Trains (unless done) and evaluates one run; returns its record for replication.json."""
   record = {"workdir": workdir}
-  done = os.path.join(workdir, WALL_FILE)
-  if os.path.exists(done):
-    with open(done) as f, open(os.path.join(workdir, "eval_test.json")) as g:
-      return record | json.load(f) | {"test": json.load(g)}
-  if report_only:
+  if report_only and not budget.finished_run(workdir):
     return record | {"not_run": True}
-  start = time.perf_counter()
   try:
-    train.train_and_evaluate(config, workdir)
+    result, wall = budget.train_and_test(config, workdir)
   except FloatingPointError as e:
     return record | {"diverged": str(e)}
-  record["train_s"] = time.perf_counter() - start
-  start = time.perf_counter()
-  record["test"] = evaluate.evaluate(workdir, "test", probe=True)
-  record["eval_s"] = time.perf_counter() - start
-  with open(done, "w") as f:
-    json.dump({"train_s": record["train_s"], "eval_s": record["eval_s"]}, f)
-  return record
+  return record | wall | {"test": result}
 
 
 def _row(corpus: str, dim: int, latent: str, record: dict) -> str:
@@ -151,7 +136,7 @@ def write_results(args: argparse.Namespace, argv: list[str], records: dict) -> s
   command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/replicate_paper.py", *shown])
   lines = [
       "## The paper's comparison, replicated on a CPU budget", "",
-      f"Written by `benchmarks/replicate_paper.py`; the command:", "", f"    {command}", "",
+      "Written by `benchmarks/replicate_paper.py`; the command:", "", f"    {command}", "",
       "### Budget, and how it differs from the paper", "",
       f"- Machine: {os.cpu_count()} CPU cores, JAX {jax.__version__}, {jax.devices()[0].platform}; "
       f"the finished runs took {_wall_s(records) / 3600:.1f} h of wall time in all (train + eval), on "
