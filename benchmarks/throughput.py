@@ -53,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
   parser.add_argument("--quick", action="store_true", help="fewer rounds: under 3 minutes on 2 CPU cores")
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch model")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="model.dtype and the peak matmul's type (bfloat16 for GPU/TPU); PyTorch runs float32 only")
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--length", type=int, default=40, help="tokens per sentence, padding included")
   parser.add_argument("--vocab-size", type=int, default=20_000)
@@ -138,9 +140,9 @@ def stateful_step(compiled, state, *args) -> Callable[[], None]:
   return step
 
 
-def matmul_step(size: int, repeats: int) -> Callable[[], None]:
+def matmul_step(size: int, repeats: int, dtype: str) -> Callable[[], None]:
   """Blocks on `repeats` back-to-back n x n matmuls: near a step's length, so load swings hit both alike."""
-  a_NxN, b_NxN = jax.random.normal(jax.random.key(0), (2, size, size), jnp.float32)
+  a_NxN, b_NxN = jax.random.normal(jax.random.key(0), (2, size, size), dtype)
   matmul = jax.jit(jnp.matmul).lower(a_NxN, b_NxN).compile()
   return lambda: jax.block_until_ready([matmul(a_NxN, b_NxN) for _ in range(repeats)])
 
@@ -224,11 +226,13 @@ def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparam
   key, device_batch = jax.random.key(0), jax.tree.map(jnp.asarray, batch)
   state = init(key)
   compiled_step, compile_s = timed_compile(train.train_step, state, device_batch, key, hparams)
-  steps = {"matmul": matmul_step(args.matmul_size, args.matmul_repeats),
+  steps = {"matmul": matmul_step(args.matmul_size, args.matmul_repeats, args.dtype),
            "jax": stateful_step(compiled_step, state, device_batch, key, hparams)}
   result = {"jax_compile_s": compile_s}
-  if args.no_torch or torch is None:
-    result["torch_skipped"] = "--no-torch" if args.no_torch else "torch is not installed (pip install -e '.[bench]')"
+  if args.no_torch or torch is None or args.dtype != "float32":
+    result["torch_skipped"] = ("--no-torch" if args.no_torch else
+                               f"the PyTorch model runs float32 only (--dtype {args.dtype})" if torch else
+                               "torch is not installed (pip install -e '.[bench]')")
     log(f"PyTorch skipped: {result['torch_skipped']}")
   else:
     steps["torch"] = torch_train_step(sizes, batch, config)
@@ -284,11 +288,13 @@ def run(args: argparse.Namespace) -> dict:
   config.model.latent_dim = sizes.latent_dim
   config.model.embed_dim = sizes.embed_dim
   config.model.hidden_dim = sizes.hidden_dim
+  config.model.dtype = args.dtype
   model = make_model(config.model, sizes.vocab_size)
   init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
   hparams = HParams.from_config(config.hparams)
   batch = synthetic_batch(sizes, sizes.batch_size, seed=0)
   result = {"load_average_start": os.getloadavg(), "quick": args.quick, "latent": config.model.latent,
+            "dtype": args.dtype, "device": str(jax.devices()[0].device_kind),
             "jax_version": jax.__version__, "torch_version": torch.__version__ if torch else None,
             "cpu_count": os.cpu_count()} | dataclasses.asdict(sizes)
   train_result, compiled_step = time_train_step(args, sizes, config, init, hparams, batch)

@@ -17,10 +17,10 @@ from hsvae_jax.models.sentence_vae import FEATURES
 def sequence_nll(logits_LBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.Array) -> jax.Array:
   """Cross-entropy summed over each sentence's real tokens, <EOS> included: [B].
 
-  logits_LBxV is time-major and flat, as SentenceVAE.decode returns it.
+  logits_LBxV is time-major and flat, as SentenceVAE.decode returns it; bfloat16 logits are summed in float32.
   """
   targets_LxB = tokens_BxL.T
-  nll_LB = optax.softmax_cross_entropy_with_integer_labels(logits_LBxV, targets_LxB.reshape(-1))
+  nll_LB = optax.softmax_cross_entropy_with_integer_labels(logits_LBxV.astype(jnp.float32), targets_LxB.reshape(-1))
   nll_LxB = nll_LB.reshape(targets_LxB.shape)
   real_LxB = jnp.arange(targets_LxB.shape[0])[:, None] < lengths_B[None, :]
   return jnp.where(real_LxB, nll_LxB, 0.0).sum(0)

@@ -3,9 +3,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from hsvae_jax import default_config
+from hsvae_jax import objectives
+from hsvae_jax.errors import InputError
 from hsvae_jax.latents import HSVAELatent
-from hsvae_jax.models import SentenceVAE
+from hsvae_jax.models import SentenceVAE, make_model
 from hsvae_jax.models.dense import FoldedBiasDense
 
 MODEL = SentenceVAE(vocab_size=11, latent=HSVAELatent(latent_dim=4), embed_dim=6, hidden_dim=8)
@@ -64,3 +68,32 @@ def test_folded_bias_dense_equals_dense_in_value_and_gradient():
                              rtol=1e-6, atol=1e-6)
   folded, dense = jax.grad(loss, 1)(FoldedBiasDense(7), params), jax.grad(loss, 1)(nn.Dense(7), params)
   chex.assert_trees_all_close(folded, dense, rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
+  bf16_model = MODEL.clone(dtype=jnp.bfloat16)
+  params = _params()
+  bf16_params = bf16_model.init(jax.random.key(0), TOKENS, LENGTHS, jax.random.key(1), jnp.float32(0.5))["params"]
+  assert {leaf.dtype for leaf in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
+  z = jax.random.normal(jax.random.key(3), (2, 4))
+
+  def nll(model, params):
+    logits = model.apply({"params": params}, TOKENS, z, method=SentenceVAE.decode)
+    return objectives.sequence_nll(logits, TOKENS, LENGTHS).sum(), logits
+
+  (nll32, logits32), grads32 = jax.value_and_grad(nll, 1, has_aux=True)(MODEL, params)
+  (nll16, logits16), grads16 = jax.value_and_grad(nll, 1, has_aux=True)(bf16_model, params)
+  assert logits16.dtype == jnp.bfloat16 and nll16.dtype == jnp.float32
+  # bfloat16 keeps 8 bits of mantissa: agreement to about 1%, not to float32's 1e-6.
+  np.testing.assert_allclose(logits16.astype(jnp.float32), logits32, rtol=0.03, atol=0.03)
+  np.testing.assert_allclose(nll16, nll32, rtol=0.01)
+  flat32, flat16 = (jnp.concatenate([g.ravel() for g in jax.tree.leaves(g)]) for g in (grads32, grads16))
+  assert flat16.dtype == jnp.float32
+  assert jnp.dot(flat32, flat16) / (jnp.linalg.norm(flat32) * jnp.linalg.norm(flat16)) > 0.99
+
+
+def test_an_unknown_dtype_is_refused():
+  config = default_config.get_config()
+  config.model.dtype = "float16"
+  with pytest.raises(InputError, match="model.dtype"):
+    make_model(config.model, vocab_size=11)

@@ -2,12 +2,15 @@
 
 import pathlib
 
+import jax.numpy as jnp
 import ml_collections
 
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents import make_latent
 from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS, SentenceVAE
+
+DTYPES = ("float32", "bfloat16")
 
 
 def _check_encoder_decoder(model_config: ml_collections.ConfigDict) -> None:
@@ -27,6 +30,9 @@ def _check_encoder_decoder(model_config: ml_collections.ConfigDict) -> None:
 
 def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> SentenceVAE:
   _check_encoder_decoder(model_config)
+  dtype = model_config.get("dtype", "float32")  # workdirs from before model.dtype trained in float32
+  if dtype not in DTYPES:
+    raise InputError(f"unknown model.dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
   transformer = None
   if model_config.encoder == "transformer":
     bert.check_pooling(model_config.pooling)
@@ -41,4 +47,5 @@ def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> Sent
       embedding_dim=transformer.hidden_size if transformer else 0,
       transformer=None if model_config.freeze_encoder else transformer,
       pooling=model_config.pooling,
+      dtype=getattr(jnp, dtype),
   )

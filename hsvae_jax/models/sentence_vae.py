@@ -5,6 +5,8 @@ the batch) or fine-tuned (its wordpiece ids arrive in the batch and its paramete
 Decoders: a GRU over the words, or a linear map back to the frozen embedding.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -53,18 +55,19 @@ class SentenceVAE(nn.Module):
   embedding_dim: int = 0  # the frozen encoder's embedding size (encoder 'transformer', decoder 'embedding')
   transformer: bert.BertConfig | None = None  # set to fine-tune the transformer instead of freezing it
   pooling: str = "mean"  # how the fine-tuned transformer's states become one vector
+  dtype: Any = jnp.float32  # the GRUs' and the vocabulary projection's matmul inputs; parameters stay float32
 
   def setup(self):
     if "gru" in (self.encoder_kind, self.decoder_kind):
       self.embed = nn.Embed(self.vocab_size, self.embed_dim)
     if self.encoder_kind == "gru":
-      self.encoder = GRU(self.hidden_dim)
+      self.encoder = GRU(self.hidden_dim, self.dtype)
     elif self.transformer is not None:
       self.encoder = bert.Bert(self.transformer)
     self.posterior_head = self.latent.head()
     if self.decoder_kind == "gru":
-      self.decoder = GRU(self.hidden_dim)
-      self.vocab_projection = FoldedBiasDense(self.vocab_size)
+      self.decoder = GRU(self.hidden_dim, self.dtype)
+      self.vocab_projection = FoldedBiasDense(self.vocab_size, self.dtype)
     else:
       # A sparse autoencoder's reconstruction is plain squared error: a Gaussian of unit scale.
       self.embedding_decoder = EmbeddingDecoder(
