@@ -172,11 +172,13 @@ def results_figure(runs: list[Run]) -> matplotlib.figure.Figure:
       if x:
         heights = [results[corpora[c], model][key] for c in x]
         drawn = ax.bar(np.array(x) + (m - (len(models) - 1) / 2) * width, heights, width, color=f"C{m}")
-        ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=1)
+        # Upright labels of more than four bars a group would overlap.
+        crowded = len(models) > 4
+        ax.bar_label(drawn, fmt="%.2f", fontsize=6 if crowded else 7, padding=1, rotation=90 if crowded else 0)
     ax.set_title(title)
     ax.set_xticks(range(len(corpora)), corpora)
     ax.set_xlim(-0.5, len(corpora) - 0.5)
-    ax.set_ylim(0, 1.08)
+    ax.set_ylim(0, 1.15)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
   splits = sorted({run.split for run in runs})
