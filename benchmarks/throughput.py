@@ -229,10 +229,11 @@ def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparam
   steps = {"matmul": matmul_step(args.matmul_size, args.matmul_repeats, args.dtype),
            "jax": stateful_step(compiled_step, state, device_batch, key, hparams)}
   result = {"jax_compile_s": compile_s}
-  if args.no_torch or torch is None or args.dtype != "float32":
-    result["torch_skipped"] = ("--no-torch" if args.no_torch else
-                               f"the PyTorch model runs float32 only (--dtype {args.dtype})" if torch else
-                               "torch is not installed (pip install -e '.[bench]')")
+  skip_torch = ("--no-torch" if args.no_torch else
+                "torch is not installed (pip install -e '.[bench]')" if torch is None else
+                f"the PyTorch model runs float32 only (--dtype {args.dtype})" if args.dtype != "float32" else None)
+  if skip_torch:
+    result["torch_skipped"] = skip_torch
     log(f"PyTorch skipped: {result['torch_skipped']}")
   else:
     steps["torch"] = torch_train_step(sizes, batch, config)

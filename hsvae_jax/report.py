@@ -164,6 +164,7 @@ def results_figure(runs: list[Run]) -> matplotlib.figure.Figure:
   corpora = list(dict.fromkeys(run.corpus for run in runs))
   models = list(dict.fromkeys(labels))
   width = 0.8 / len(models)
+  crowded = len(models) > 4  # level value labels over more than four bars a group would overlap
   figure = matplotlib.figure.Figure(figsize=(4.5 * len(panels) + 0.5 * len(corpora), 3.8), layout="constrained")
   axes = figure.subplots(1, len(panels), squeeze=False)[0]
   for ax, (key, title) in zip(axes, panels):
@@ -172,8 +173,6 @@ def results_figure(runs: list[Run]) -> matplotlib.figure.Figure:
       if x:
         heights = [results[corpora[c], model][key] for c in x]
         drawn = ax.bar(np.array(x) + (m - (len(models) - 1) / 2) * width, heights, width, color=f"C{m}")
-        # Upright labels of more than four bars a group would overlap.
-        crowded = len(models) > 4
         ax.bar_label(drawn, fmt="%.2f", fontsize=6 if crowded else 7, padding=1, rotation=90 if crowded else 0)
     ax.set_title(title)
     ax.set_xticks(range(len(corpora)), corpora)
