@@ -26,6 +26,7 @@ import numpy as np
 
 from hsvae_jax import default_config
 from hsvae_jax import evaluate
+from hsvae_jax import objectives
 from hsvae_jax import sweep
 from hsvae_jax import train
 from hsvae_jax.data.tokenizer import EOS, PAD
@@ -91,11 +92,12 @@ def synthetic_batch(sizes: Sizes, batch_size: int, seed: int) -> dict[str, np.nd
   return {"tokens": tokens_BxL, "lengths": lengths_B}
 
 
-def train_step_flops(sizes: Sizes) -> int:
+def train_step_flops(sizes: Sizes, projected_rows: int) -> int:
   """2 x multiply-adds of the forward pass's matmuls, x3 for forward and backward.
 
-  Embedding lookups and elementwise work are not counted; the backward pass of each matmul is two
-  matmuls of the same size (gradients of its input and of its weights).
+  projected_rows: the token rows the vocabulary projection runs on. Embedding lookups and elementwise
+  work are not counted; the backward pass of each matmul is two matmuls of the same size (gradients of
+  its input and of its weights).
   """
   tokens = sizes.batch_size * sizes.length
   gates = 3 * sizes.hidden_dim
@@ -105,8 +107,15 @@ def train_step_flops(sizes: Sizes) -> int:
       + sizes.batch_size * sizes.hidden_dim * 4 * sizes.latent_dim  # mu, sigma, a and b heads
       + tokens * (sizes.embed_dim + sizes.latent_dim) * gates  # decoder input projection
       + tokens * sizes.hidden_dim * gates  # decoder recurrence
-      + tokens * sizes.hidden_dim * sizes.vocab_size)  # vocabulary projection
+      + projected_rows * sizes.hidden_dim * sizes.vocab_size)  # vocabulary projection
   return 3 * 2 * multiply_adds
+
+
+def jax_projected_rows(batch: dict[str, np.ndarray], token_capacity: float) -> int:
+  """The rows objectives.sequence_nll projects on one device: the packed capacity when the real tokens fit."""
+  rows = batch["tokens"].size
+  capacity = objectives.packed_rows(rows, token_capacity)
+  return capacity if capacity < rows and batch["lengths"].sum() <= capacity else rows
 
 
 def interleaved_medians(steps: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, float]:
@@ -147,10 +156,11 @@ def matmul_step(size: int, repeats: int, dtype: str) -> Callable[[], None]:
   return lambda: jax.block_until_ready([matmul(a_NxN, b_NxN) for _ in range(repeats)])
 
 
-def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config) -> Callable[[], None]:
+def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config, packed: bool) -> Callable[[], None]:
   """The same model, loss and optimiser as hsvae-jax in PyTorch: one blocking Adam step.
 
-  Its four latent heads are one Linear(H, 4Z) split in four: the same maths as four layers.
+  Its four latent heads are one Linear(H, 4Z) split in four: the same maths as four layers. packed:
+  the vocabulary projection runs on the real tokens only (a boolean-mask gather), as hsvae-jax's does.
   """
   nn, functional = torch.nn, torch.nn.functional
   torch.set_num_threads(os.cpu_count())
@@ -206,10 +216,15 @@ def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config) -> Call
     kl_gamma_B = torch.distributions.kl_divergence(q_gamma, beta_prior).sum(-1)
     decoder_in = torch.cat([modules["embed"](previous_LxB), z.expand(length, -1, -1)], dim=-1)
     h_LxBxH, _ = modules["decoder"](decoder_in)
-    logits_LBxV = modules["vocab"](h_LxBxH.reshape(length * batch_size, hidden_dim))
-    nll_LxB = functional.cross_entropy(logits_LBxV, tokens_LxB.reshape(-1), reduction="none").view(length, -1)
-    rec_nll_B = (nll_LxB * real_LxB).sum(0)
-    return (rec_nll_B + hp.z_reg_weight * kl_z_B + hp.gamma_reg_weight * kl_gamma_B).mean()
+    if packed:
+      real = real_LxB.bool()
+      rec_nll = functional.cross_entropy(modules["vocab"](h_LxBxH[real]), tokens_LxB[real], reduction="sum")
+    else:
+      logits_LBxV = modules["vocab"](h_LxBxH.reshape(length * batch_size, hidden_dim))
+      nll_LxB = functional.cross_entropy(logits_LBxV, tokens_LxB.reshape(-1), reduction="none").view(length, -1)
+      rec_nll = (nll_LxB * real_LxB).sum()
+    # The batch mean of each sentence's summed NLL + the weighted KLs.
+    return (rec_nll + (hp.z_reg_weight * kl_z_B + hp.gamma_reg_weight * kl_gamma_B).sum()) / batch_size
 
   def step():
     optimizer.zero_grad(set_to_none=True)
@@ -236,19 +251,26 @@ def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparam
     result["torch_skipped"] = skip_torch
     log(f"PyTorch skipped: {result['torch_skipped']}")
   else:
-    steps["torch"] = torch_train_step(sizes, batch, config)
+    steps["torch"] = torch_train_step(sizes, batch, config, packed=False)
+    steps["torch_packed"] = torch_train_step(sizes, batch, config, packed=True)
   log(f"timing {', '.join(steps)}: {args.warmup} + {args.rounds} rounds")
   seconds = interleaved_medians(steps, args.rounds, args.warmup)
-  flops = train_step_flops(sizes)
+  projected_rows = jax_projected_rows(batch, config.model.token_capacity)
+  flops = train_step_flops(sizes, projected_rows)
   peak = 2 * args.matmul_size**3 * args.matmul_repeats / seconds["matmul"]
-  torch_s = seconds.get("torch")
+  torch_s, torch_packed_s = seconds.get("torch"), seconds.get("torch_packed")
   return result | {
       "jax_step_s": seconds["jax"],
       "jax_sentences_per_s": sizes.batch_size / seconds["jax"],
       "torch_step_s": torch_s,
       "torch_sentences_per_s": sizes.batch_size / torch_s if torch_s else None,
       "jax_over_torch": torch_s / seconds["jax"] if torch_s else None,
+      "torch_packed_step_s": torch_packed_s,
+      "jax_over_torch_packed": torch_packed_s / seconds["jax"] if torch_packed_s else None,
+      "real_tokens": int(batch["lengths"].sum()),
+      "projected_rows": projected_rows,
       "flops_per_step": flops,
+      "all_rows_flops_per_step": train_step_flops(sizes, batch["tokens"].size),
       "achieved_flops_per_s": flops / seconds["jax"],
       "matmul_peak_flops_per_s": peak,
       "fraction_of_peak": flops / seconds["jax"] / peak,

@@ -4,6 +4,10 @@ The reconstruction is the words' summed cross-entropy (GRU decoder) or the Gauss
 embedding (embedding decoder).
 """
 
+import functools
+import math
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -14,16 +18,59 @@ from hsvae_jax.models import SentenceVAE
 from hsvae_jax.models.sentence_vae import FEATURES
 
 
-def sequence_nll(logits_LBxV: jax.Array, tokens_BxL: jax.Array, lengths_B: jax.Array) -> jax.Array:
+def _data_shards() -> int:
+  """How many devices split the batch: the `data` axis of the mesh set by jax.set_mesh (train.py), else 1."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return 1 if mesh.empty else dict(mesh.shape).get("data", 1)
+
+
+def packed_rows(rows: int, token_capacity: float) -> int:
+  """How many of a device's `rows` token rows the packed projection holds: whole tiles of 8 rows."""
+  return -(-math.ceil(token_capacity * rows) // 8) * 8
+
+
+def sequence_nll(project: Callable[[jax.Array], jax.Array], states_BLxH: jax.Array, tokens_BxL: jax.Array,
+                 lengths_B: jax.Array, token_capacity: float = 1.0) -> jax.Array:
   """Cross-entropy summed over each sentence's real tokens, <EOS> included: [B].
 
-  logits_LBxV is time-major and flat, as SentenceVAE.decode returns it; bfloat16 logits are summed in float32.
+  project maps decoder states [N, H] to next-word logits [N, V]; states_BLxH is batch-major and flat
+  (row b * L + t is step t of sentence b), as SentenceVAE.decode returns it. The projection and its
+  gradient are most of a train step, and padding fills a quarter to a half of a batch's rows; so when
+  the real rows fit in token_capacity of them (a static size), only they are projected. A batch with
+  more real rows takes every row. Both give the same loss. bfloat16 logits are summed in float32.
   """
-  targets_LxB = tokens_BxL.T
-  nll_LB = optax.softmax_cross_entropy_with_integer_labels(logits_LBxV.astype(jnp.float32), targets_LxB.reshape(-1))
-  nll_LxB = nll_LB.reshape(targets_LxB.shape)
-  real_LxB = jnp.arange(targets_LxB.shape[0])[:, None] < lengths_B[None, :]
-  return jnp.where(real_LxB, nll_LxB, 0.0).sum(0)
+  batch, length = tokens_BxL.shape
+  targets_BL = tokens_BxL.reshape(-1)
+  real_BL = (jnp.arange(length)[None, :] < lengths_B[:, None]).reshape(-1)
+
+  def nll_of(states_NxH, targets_N):
+    return optax.softmax_cross_entropy_with_integer_labels(project(states_NxH).astype(jnp.float32), targets_N)
+
+  def every_row(states_BLxH):
+    return jnp.where(real_BL, nll_of(states_BLxH, targets_BL), 0.0).reshape(batch, length).sum(1)
+
+  # Each device packs its own sentences' real rows, so the projection stays split over the mesh.
+  shards = _data_shards()
+  rows = batch * length // shards
+  capacity = packed_rows(rows, token_capacity)
+  if capacity >= rows:
+    return every_row(states_BLxH)
+  real_SxR = real_BL.reshape(shards, rows)
+  real_S = real_SxR.sum(1)
+
+  def real_rows(states_BLxH):
+    rows_SxC = jax.vmap(lambda real_R: jnp.nonzero(real_R, size=capacity, fill_value=0)[0])(real_SxR)
+    states_SxCxH = jnp.take_along_axis(states_BLxH.reshape(shards, rows, -1), rows_SxC[..., None], axis=1)
+    targets_SxC = jnp.take_along_axis(targets_BL.reshape(shards, rows), rows_SxC, axis=1)
+    nll_SxC = nll_of(states_SxCxH.reshape(shards * capacity, -1), targets_SxC.reshape(-1)).reshape(shards, capacity)
+    nll_SxC = jnp.where(jnp.arange(capacity)[None, :] < real_S[:, None], nll_SxC, 0.0)
+    # A device's rows are its own sentences': sum them there.
+    sum_sentences = functools.partial(jax.ops.segment_sum, num_segments=batch // shards)
+    return jax.vmap(sum_sentences)(nll_SxC, rows_SxC // length).reshape(batch)
+
+  # A cond keeps both branches' residuals, the untaken one's filled with zeros: rematerialising the
+  # fallback keeps its [B * L, V] logits out of them, a 0.1 s fill on every step at the paper's sizes.
+  return jax.lax.cond(jnp.all(real_S <= capacity), real_rows, jax.checkpoint(every_row), states_BLxH)
 
 
 def embedding_nll(reconstruction: dict[str, jax.Array], embedding_BxE: jax.Array) -> jax.Array:
@@ -47,7 +94,8 @@ def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array,
     rec_nll_B = embedding_nll(reconstruction, batch["embedding"])
     extra_terms["squared_error"] = jnp.sum((batch["embedding"] - reconstruction["loc"]) ** 2, -1)
   else:
-    rec_nll_B = sequence_nll(reconstruction, batch["tokens"], batch["lengths"])
+    project = functools.partial(model.apply, {"params": params}, method=SentenceVAE.project)
+    rec_nll_B = sequence_nll(project, reconstruction, batch["tokens"], batch["lengths"], model.token_capacity)
   kl_z_B, kl_gamma_B = model.latent.kl(posterior, sample, hparams)
   extra_loss = model.latent.extra_loss(posterior, sample, hparams) if hasattr(model.latent, "extra_loss") else {}
   loss_B = rec_nll_B + hparams.z_reg_weight * kl_z_B + hparams.gamma_reg_weight * kl_gamma_B

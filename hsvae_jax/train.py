@@ -33,6 +33,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 # Config sections that fix the parameters and the data order: a checkpoint only resumes under the same.
 RESUME_KEYS = ("model", "data", "seed")
+SPEED_ONLY_KEYS = ("model.token_capacity",)  # may change on resume: the trained model does not depend on them
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -85,7 +86,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _resume_fingerprint(config_dict: dict) -> dict[str, Any]:
-  return {k: v for k, v in _flatten(config_dict).items() if k.split(".")[0] in RESUME_KEYS}
+  return {k: v for k, v in _flatten(config_dict).items()
+          if k.split(".")[0] in RESUME_KEYS and k not in SPEED_ONLY_KEYS}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -263,7 +265,8 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
       total=config.train.num_steps, initial=start, desc="train", unit="step",
       disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.train.num_steps + 1):
-      state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
+      with jax.set_mesh(run.mesh):  # the loss keeps each device's share of the batch on it (objectives)
+        state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
       pending.append(metrics)
       progress.update()
       at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps

@@ -23,8 +23,9 @@ def _params():
 
 def test_shapes_and_shared_embedding():
   params = _params()
-  logits, posterior, sample = MODEL.apply({"params": params}, TOKENS, LENGTHS, jax.random.key(2), jnp.float32(0.5))
-  assert logits.shape == (6 * 2, 11)  # time-major, flat
+  states, posterior, sample = MODEL.apply({"params": params}, TOKENS, LENGTHS, jax.random.key(2), jnp.float32(0.5))
+  assert states.shape == (2 * 6, 8)  # batch-major, flat
+  assert MODEL.apply({"params": params}, states, method=SentenceVAE.project).shape == (6 * 2, 11)
   assert set(posterior) == {"mu", "sigma", "a", "b"}
   assert sample["z"].shape == (2, 4)
   assert [k for k in params if "embed" in k.lower()] == ["embed"]
@@ -45,7 +46,10 @@ def test_encoder_reads_the_state_at_the_last_real_token():
 def test_decoder_is_teacher_forced_and_causal():
   params = _params()
   z = jax.random.normal(jax.random.key(3), (2, 4))
-  decode = lambda t, z: MODEL.apply({"params": params}, t, z, method=SentenceVAE.decode).reshape(6, 2, 11)
+  def decode(tokens, z):
+    states = MODEL.apply({"params": params}, tokens, z, method=SentenceVAE.decode)
+    return MODEL.apply({"params": params}, states, method=SentenceVAE.project).reshape(2, 6, 11).swapaxes(0, 1)
+
   changed = TOKENS.at[:, 3].set(10)
   before, after = decode(TOKENS, z), decode(changed, z)
   # Logits at step t see tokens < t only: changing token 3 changes steps 4 onwards.
@@ -78,8 +82,9 @@ def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
   z = jax.random.normal(jax.random.key(3), (2, 4))
 
   def nll(model, params):
-    logits = model.apply({"params": params}, TOKENS, z, method=SentenceVAE.decode)
-    return objectives.sequence_nll(logits, TOKENS, LENGTHS).sum(), logits
+    states = model.apply({"params": params}, TOKENS, z, method=SentenceVAE.decode)
+    logits = model.apply({"params": params}, states, method=SentenceVAE.project)
+    return objectives.sequence_nll(lambda x: x, logits, TOKENS, LENGTHS).sum(), logits
 
   (nll32, logits32), grads32 = jax.value_and_grad(nll, 1, has_aux=True)(MODEL, params)
   (nll16, logits16), grads16 = jax.value_and_grad(nll, 1, has_aux=True)(bf16_model, params)

@@ -1,5 +1,6 @@
 """KL estimators against brute force, and the reconstruction term against a hand computation."""
 
+import chex
 import distrax
 import jax
 import jax.numpy as jnp
@@ -114,8 +115,31 @@ def test_sequence_nll_sums_real_tokens_only():
   lengths_B = jnp.array([3, 4])
   log_probs = jax.nn.log_softmax(logits_LxBxV, axis=-1)
   expected = [-sum(float(log_probs[t, b, tokens_BxL[b, t]]) for t in range(int(lengths_B[b]))) for b in range(2)]
-  nll = objectives.sequence_nll(logits_LxBxV.reshape(8, 5), tokens_BxL, lengths_B)
+  logits_BLxV = jnp.swapaxes(logits_LxBxV, 0, 1).reshape(8, 5)  # batch-major, flat
+  nll = objectives.sequence_nll(lambda x: x, logits_BLxV, tokens_BxL, lengths_B)
   np.testing.assert_allclose(nll, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [(3, 9, 1, 12, 5, 2), (12, 12, 11, 12, 12, 10)], ids=["fit", "overflow"])
+def test_sequence_nll_on_real_rows_only_has_the_every_row_value_and_gradient(lengths):
+  """A capacity of half the 6 x 12 rows (40 after rounding up): the first batch's 32 real rows fit, the second's 69 do not."""
+  batch, length, hidden, vocab = 6, 12, 7, 9
+  keys = jax.random.split(jax.random.key(0), 3)
+  states_BLxH = jax.random.normal(keys[0], (batch * length, hidden))
+  kernel_HxV = jax.random.normal(keys[1], (hidden, vocab))
+  tokens_BxL = jax.random.randint(keys[2], (batch, length), 0, vocab)
+  lengths_B = jnp.array(lengths)
+
+  def total_nll(states_BLxH, kernel_HxV, capacity):
+    return objectives.sequence_nll(lambda x: jnp.tanh(x) @ kernel_HxV, states_BLxH, tokens_BxL, lengths_B, capacity)
+
+  per_sentence = {c: total_nll(states_BLxH, kernel_HxV, c) for c in (1.0, 0.5)}
+  np.testing.assert_allclose(per_sentence[0.5], per_sentence[1.0], rtol=1e-6)
+  grads = {c: jax.grad(lambda s, k: total_nll(s, k, c).sum(), (0, 1))(states_BLxH, kernel_HxV) for c in (1.0, 0.5)}
+  chex.assert_trees_all_close(grads[0.5], grads[1.0], rtol=1e-5, atol=1e-6)
+  # Padding's states get no gradient.
+  real_BL = (jnp.arange(length)[None, :] < lengths_B[:, None]).reshape(-1)
+  assert not np.any(grads[0.5][0][~real_BL]) and np.all(np.any(grads[0.5][0][real_BL], axis=-1))
 
 
 def test_hsvae_gamma_sample_has_the_reparameterisation_gradient_of_the_beta_mean():

@@ -33,6 +33,9 @@ def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> Sent
   dtype = model_config.get("dtype", "float32")  # workdirs from before model.dtype trained in float32
   if dtype not in DTYPES:
     raise InputError(f"unknown model.dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+  token_capacity = model_config.get("token_capacity", 1.0)
+  if not 0.0 < token_capacity <= 1.0:
+    raise InputError(f"model.token_capacity={token_capacity} must be in (0, 1]: the share of a batch's tokens projected")
   transformer = None
   if model_config.encoder == "transformer":
     bert.check_pooling(model_config.pooling)
@@ -48,4 +51,5 @@ def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> Sent
       transformer=None if model_config.freeze_encoder else transformer,
       pooling=model_config.pooling,
       dtype=getattr(jnp, dtype),
+      token_capacity=token_capacity,
   )

@@ -20,7 +20,8 @@ from hsvae_jax.models.gru import GRU
 
 ENCODERS = ("gru", "transformer")
 DECODERS = ("gru", "embedding")
-Reconstruction = jax.Array | dict[str, jax.Array]  # logits [L * B, V], or an embedding's {'loc', 'log_scale'}
+# The GRU decoder's states [B * L, H] (SentenceVAE.project makes them logits), or an embedding's {'loc', 'log_scale'}.
+Reconstruction = jax.Array | dict[str, jax.Array]
 # Batch entries besides tokens and lengths that an encoder reads: the frozen embedding [B, E], or the
 # fine-tuned transformer's wordpiece ids and attention mask [B, L'].
 FEATURES = ("embedding", "encoder_ids", "encoder_mask")
@@ -56,6 +57,9 @@ class SentenceVAE(nn.Module):
   transformer: bert.BertConfig | None = None  # set to fine-tune the transformer instead of freezing it
   pooling: str = "mean"  # how the fine-tuned transformer's states become one vector
   dtype: Any = jnp.float32  # the GRUs' and the vocabulary projection's matmul inputs; parameters stay float32
+  # The share of a batch's L x B tokens that the loss projects onto the vocabulary when the real ones
+  # fit (objectives.sequence_nll): a speed setting only, the loss and its gradients stay the same.
+  token_capacity: float = 1.0
 
   def setup(self):
     if "gru" in (self.encoder_kind, self.decoder_kind):
@@ -92,14 +96,16 @@ class SentenceVAE(nn.Module):
       return self.posterior_head(embedding_BxE)
     h_LxBxH = self.encoder(self.embed(tokens_BxL))
     # The encoder's state at the last real token (padding comes after it).
-    h_BxH = h_LxBxH[lengths_B - 1, jnp.arange(tokens_BxL.shape[0])]
+    h_BxH = jnp.take_along_axis(h_LxBxH, (lengths_B - 1)[None, :, None], axis=0)[0]  # local to a batch shard
     return self.posterior_head(h_BxH)
 
   def decode(self, tokens_BxL: jax.Array, z_BxZ: jax.Array) -> Reconstruction:
-    """The embedding's Gaussian, or teacher-forced logits [L * B, V], time-major: row t * B + b is step t of sentence b.
+    """The embedding's Gaussian, or the teacher-forced decoder's states [B * L, H]: row b * L + t is step t of sentence b.
 
-    A 2-D, time-major logits array is never transposed or reshaped on its way into the loss, which
-    keeps its gradient (the costliest part of a step at vocabulary sizes like 20k) a plain matmul.
+    The vocabulary projection (`project`) is left to the loss, which runs it on the real tokens only.
+    Batch-major flat states give batch-major flat logits, which are never transposed or reshaped on
+    their way into the loss, keeping their gradient (the costliest part of a step at vocabulary sizes
+    like 20k) a plain matmul; and a batch split over devices stays split through the projection.
     """
     if self.decoder_kind == "embedding":
       return self.embedding_decoder(z_BxZ, self.embedding_bias)
@@ -108,11 +114,19 @@ class SentenceVAE(nn.Module):
     previous_BxL = jnp.concatenate([jnp.full((batch, 1), EOS, tokens_BxL.dtype), tokens_BxL[:, :-1]], axis=1)
     z_BxLxZ = jnp.broadcast_to(z_BxZ[:, None, :], (batch, length, z_BxZ.shape[-1]))
     h_LxBxH = self.decoder(jnp.concatenate([self.embed(previous_BxL), z_BxLxZ], axis=-1))
-    return self.vocab_projection(h_LxBxH.reshape(length * batch, self.hidden_dim))
+    # Transposing the (small) states, not the logits: see above.
+    return jnp.swapaxes(h_LxBxH, 0, 1).reshape(batch * length, self.hidden_dim)
+
+  def project(self, states_NxH: jax.Array) -> jax.Array:
+    """Next-word logits [N, V] from decoder states [N, H]."""
+    return self.vocab_projection(states_NxH)
 
   def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array, key: jax.Array, temperature: jax.Array,
                features: dict[str, jax.Array] | None = None) -> tuple[Reconstruction, Posterior, Sample]:
     """features: the batch's FEATURES entries that the encoder reads."""
     posterior = self.encode(tokens_BxL, lengths_B, features)
     sample = self.latent.sample(posterior, key, temperature)
-    return self.decode(tokens_BxL, sample["z"]), posterior, sample
+    reconstruction = self.decode(tokens_BxL, sample["z"])
+    if self.decoder_kind == "gru" and self.is_initializing():
+      self.project(reconstruction[:1])  # the loss applies it; init must create its parameters
+    return reconstruction, posterior, sample
