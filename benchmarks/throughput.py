@@ -56,6 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch model")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="model.dtype and the peak matmul's type (bfloat16 for GPU/TPU); PyTorch runs float32 only")
+  parser.add_argument("--token-capacity", type=float, default=default_config.get_config().model.token_capacity,
+                      help="model.token_capacity: 1.0 projects every token row, padding included")
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--length", type=int, default=40, help="tokens per sentence, padding included")
   parser.add_argument("--vocab-size", type=int, default=20_000)
@@ -312,6 +314,7 @@ def run(args: argparse.Namespace) -> dict:
   config.model.embed_dim = sizes.embed_dim
   config.model.hidden_dim = sizes.hidden_dim
   config.model.dtype = args.dtype
+  config.model.token_capacity = args.token_capacity
   model = make_model(config.model, sizes.vocab_size)
   init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
   hparams = HParams.from_config(config.hparams)

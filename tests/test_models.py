@@ -102,3 +102,11 @@ def test_an_unknown_dtype_is_refused():
   config.model.dtype = "float16"
   with pytest.raises(InputError, match="model.dtype"):
     make_model(config.model, vocab_size=11)
+
+
+@pytest.mark.parametrize("capacity", [0.0, 1.5])
+def test_a_token_capacity_outside_0_1_is_refused(capacity):
+  config = default_config.get_config()
+  config.model.token_capacity = capacity
+  with pytest.raises(InputError, match="model.token_capacity"):
+    make_model(config.model, vocab_size=11)
