@@ -18,10 +18,11 @@ from hsvae_jax.models import SentenceVAE
 from hsvae_jax.models.sentence_vae import FEATURES
 
 
-def _data_shards() -> int:
+def _data_shards(batch: int) -> int:
   """How many devices split the batch: the `data` axis of the mesh set by jax.set_mesh (train.py), else 1."""
   mesh = jax.sharding.get_abstract_mesh()
-  return 1 if mesh.empty else dict(mesh.shape).get("data", 1)
+  shards = 1 if mesh.empty else dict(mesh.shape).get("data", 1)
+  return shards if batch % shards == 0 else 1
 
 
 def packed_rows(rows: int, token_capacity: float) -> int:
@@ -50,7 +51,7 @@ def sequence_nll(project: Callable[[jax.Array], jax.Array], states_BLxH: jax.Arr
     return jnp.where(real_BL, nll_of(states_BLxH, targets_BL), 0.0).reshape(batch, length).sum(1)
 
   # Each device packs its own sentences' real rows, so the projection stays split over the mesh.
-  shards = _data_shards()
+  shards = _data_shards(batch)
   rows = batch * length // shards
   capacity = packed_rows(rows, token_capacity)
   if capacity >= rows:

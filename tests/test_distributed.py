@@ -111,6 +111,8 @@ kernel = jax.random.normal(keys[1], (6, 12))
 tokens = jax.random.randint(keys[2], (8, 10), 0, 12)
 lengths = jnp.array([3, 10, 2, 5, 7, 1, 4, 6])
 split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+# 6 sentences do not split over 4 devices: they are packed as one batch.
+six = [x[:n] for x, n in ((states, 60), (tokens, 6), (lengths, 6))]
 states, tokens, lengths = (jax.device_put(x, split) for x in (states, tokens, lengths))
 
 def total(states, kernel, tokens, lengths, capacity):
@@ -126,6 +128,8 @@ with jax.set_mesh(mesh):
         "value": float(value), "grads": [np.asarray(g).tolist() for g in grads],
         "all_gathers": len(re.findall(r"all-gather[.0-9]* = ", hlo)),
         "projected_rows": sorted({int(m) for m in re.findall(r"f32\\[(\\d+),12\\]\\S* dot\\(", hlo)})}
+  result["six_sentences"] = [float(jax.jit(functools.partial(total, capacity=c))(six[0], kernel, *six[1:]))
+                             for c in (1.0, 0.5)]
 print(json.dumps(result))
 """
 
@@ -142,3 +146,5 @@ def test_each_device_packs_its_own_real_tokens_for_the_vocabulary_projection(axi
   assert packed["all_gathers"] == every_row["all_gathers"] == 0  # no device reads another's states
   assert abs(packed["value"] - every_row["value"]) <= 1e-5 * abs(every_row["value"])
   chex.assert_trees_all_close(packed["grads"], every_row["grads"], rtol=1e-5, atol=1e-6)
+  every_row_six, packed_six = result["six_sentences"]
+  assert abs(packed_six - every_row_six) <= 1e-5 * abs(every_row_six)
