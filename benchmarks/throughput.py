@@ -5,7 +5,9 @@
 
 One process measures the project's jitted train step (HSVAE latent, default hyperparameters), the same
 architecture and loss in PyTorch, the step's FLOPs (counted from the shapes) against a large float32
-matmul timed in JAX, a step of an 8-member sweep against one run's step, and eval_step's throughput.
+matmul timed in JAX (and in PyTorch, beside PyTorch's own FLOP rate: both steps are mostly matmuls, so
+the two libraries' matmul speeds bound jax_over_torch), a step of an 8-member sweep against one run's
+step, and eval_step's throughput.
 Steps that are compared run interleaved, one of each per round, so a change in the machine's load
 touches all of them alike; every time reported is a median over rounds, compile excluded.
 """
@@ -69,12 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n peak matmul")
   parser.add_argument("--matmul-repeats", type=int, default=8, help="peak matmuls timed together per round")
   parser.add_argument("--rounds", type=int, help="timed rounds (default 10, --quick 3)")
-  parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2, --quick 1)")
+  parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2, --quick 0: the median of 3 drops a slow first round)")
   args = parser.parse_args(argv)
   if args.rounds is None:
     args.rounds = 3 if args.quick else 10
   if args.warmup is None:
-    args.warmup = 1 if args.quick else 2
+    args.warmup = 0 if args.quick else 2
   return args
 
 
@@ -156,6 +158,12 @@ def matmul_step(size: int, repeats: int, dtype: str) -> Callable[[], None]:
   a_NxN, b_NxN = jax.random.normal(jax.random.key(0), (2, size, size), dtype)
   matmul = jax.jit(jnp.matmul).lower(a_NxN, b_NxN).compile()
   return lambda: jax.block_until_ready([matmul(a_NxN, b_NxN) for _ in range(repeats)])
+
+
+def torch_matmul_step(size: int, repeats: int) -> Callable[[], None]:
+  """matmul_step in PyTorch (float32): whose matmul library is faster on this machine bounds jax_over_torch."""
+  a_NxN, b_NxN = torch.randn(2, size, size)
+  return lambda: [a_NxN @ b_NxN for _ in range(repeats)]
 
 
 def torch_train_step(sizes: Sizes, batch: dict[str, np.ndarray], config, packed: bool) -> Callable[[], None]:
@@ -253,13 +261,15 @@ def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparam
     result["torch_skipped"] = skip_torch
     log(f"PyTorch skipped: {result['torch_skipped']}")
   else:
+    steps["torch_matmul"] = torch_matmul_step(args.matmul_size, args.matmul_repeats)
     steps["torch"] = torch_train_step(sizes, batch, config, packed=False)
     steps["torch_packed"] = torch_train_step(sizes, batch, config, packed=True)
   log(f"timing {', '.join(steps)}: {args.warmup} + {args.rounds} rounds")
   seconds = interleaved_medians(steps, args.rounds, args.warmup)
   projected_rows = jax_projected_rows(batch, config.model.token_capacity)
-  flops = train_step_flops(sizes, projected_rows)
-  peak = 2 * args.matmul_size**3 * args.matmul_repeats / seconds["matmul"]
+  flops, all_rows_flops = train_step_flops(sizes, projected_rows), train_step_flops(sizes, batch["tokens"].size)
+  matmul_flops = 2 * args.matmul_size**3 * args.matmul_repeats
+  peak = matmul_flops / seconds["matmul"]
   torch_s, torch_packed_s = seconds.get("torch"), seconds.get("torch_packed")
   return result | {
       "jax_step_s": seconds["jax"],
@@ -272,10 +282,12 @@ def time_train_step(args: argparse.Namespace, sizes: Sizes, config, init, hparam
       "real_tokens": int(batch["lengths"].sum()),
       "projected_rows": projected_rows,
       "flops_per_step": flops,
-      "all_rows_flops_per_step": train_step_flops(sizes, batch["tokens"].size),
+      "all_rows_flops_per_step": all_rows_flops,
       "achieved_flops_per_s": flops / seconds["jax"],
       "matmul_peak_flops_per_s": peak,
       "fraction_of_peak": flops / seconds["jax"] / peak,
+      "torch_achieved_flops_per_s": all_rows_flops / torch_s if torch_s else None,
+      "torch_matmul_peak_flops_per_s": matmul_flops / seconds["torch_matmul"] if torch_s else None,
   }, compiled_step
 
 
