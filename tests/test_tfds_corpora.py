@@ -1,6 +1,7 @@
 """Tests of the TFDS builders of the corpora (offline: manual dirs and a fake download)."""
 
 import pathlib
+import tempfile
 from unittest import mock
 
 import numpy as np
@@ -91,6 +92,16 @@ def test_edited_manual_dir_is_prepared_again(tmp_path):
   second = tfds_corpora.load_tfds_corpus('yelp', str(folder), data_dir)
   assert second['train'][0] == ['a b', 'e f']
   np.testing.assert_array_equal(second['train'][1], [0, 0])
+
+
+def test_preparing_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  scratch = tmp_path / 'tempdir'
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
+  folder = tmp_path / 'corpus'
+  _write_split(folder, 'train', ['a b', 'c'], [0, 1])
+  assert tfds_corpora.load_tfds_corpus('yelp', str(folder), str(tmp_path / 'tfds'))['train'][0] == ['a b', 'c']
+  assert list(scratch.iterdir()) == []
 
 
 def test_text_is_kept_verbatim(tmp_path):

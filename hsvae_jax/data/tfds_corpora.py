@@ -110,6 +110,14 @@ def manual_config(manual_dir: str) -> CorpusConfig:
       manual_dir=str(path))
 
 
+class _CorpusInfo(tfds.core.DatasetInfo):
+  """DatasetInfo of a corpus that TFDS's bucket does not hold."""
+
+  def initialize_from_bucket(self) -> None:
+    # TFDS looks there for every builder not yet prepared, leaving an empty mkdtemp folder behind each time.
+    pass
+
+
 class _HsvaeCorpus(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Sentence-classification corpus in the format of the HSVAE paper."""
 
@@ -128,7 +136,7 @@ class _HsvaeCorpus(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     # DatasetInfo is built directly: dataset_info_from_configs would read
     # README/CITATIONS files from this module's package folder.
-    return tfds.core.DatasetInfo(
+    return _CorpusInfo(
         builder=self,
         description=self.DESCRIPTION,
         features=tfds.features.FeaturesDict({
