@@ -68,7 +68,7 @@ def train_step(state: TrainState, batch: dict, base_key: jax.Array,
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = terms | {
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": optax.tree.norm(grads),
       "skipped_steps": opt_state.total_notfinite,
       "consecutive_skips": opt_state.notfinite_count,
   }
