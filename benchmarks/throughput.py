@@ -71,7 +71,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n peak matmul")
   parser.add_argument("--matmul-repeats", type=int, default=8, help="peak matmuls timed together per round")
   parser.add_argument("--rounds", type=int, help="timed rounds (default 10, --quick 3)")
-  parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2, --quick 0: the median of 3 drops a slow first round)")
+  parser.add_argument("--warmup", type=int,
+                      help="untimed rounds first (default 2, --quick 0: the median of 3 drops a slow first round)")
   args = parser.parse_args(argv)
   if args.rounds is None:
     args.rounds = 3 if args.quick else 10
