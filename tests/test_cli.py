@@ -11,6 +11,9 @@ import scipy.sparse
 
 from conftest import PROJECT_ROOT
 
+# One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
+pytestmark = pytest.mark.xdist_group(__name__)
+
 TINY = ["--config.data.synthetic.num_sentences=600", "--config.model.latent_dim=8",
         "--config.model.embed_dim=16", "--config.model.hidden_dim=32", "--config.train.batch_size=16",
         "--config.train.num_steps=4", "--config.train.log_every=2", "--config.train.checkpoint_every=2",

@@ -13,6 +13,9 @@ import pytest
 from conftest import PROJECT_ROOT
 from test_cli import QUICKSTART, TINY
 
+# One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
+pytestmark = pytest.mark.xdist_group(__name__)
+
 # Batch 16 over 4 devices; 8 steps with a checkpoint at the end.
 PARALLEL = [*TINY, "--config.train.num_steps=8", "--config.train.checkpoint_every=8"]
 ENV = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(PROJECT_ROOT / ".pytest_cache" / "xla"),

@@ -16,6 +16,9 @@ from hsvae_jax import report
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
 
+# One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
+pytestmark = pytest.mark.xdist_group(__name__)
+
 # Every test sentence of the folder corpus starts with it: the page must show it escaped, never raw.
 MARKUP = '<b>&"x"'
 
