@@ -9,6 +9,7 @@ from conftest import load_config_file
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
 
+
 @pytest.fixture(scope="module")
 def quickstart_results(tmp_path_factory):
   results = {}
