@@ -110,7 +110,6 @@ def _enable_compilation_cache() -> None:
   import jax
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/hsvae-jax/xla"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _sweep() -> None:

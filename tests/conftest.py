@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny config that trains in seconds, a tiny BERT, and where the shared corpora live."""
 
 import json
+import os
 import pathlib
 
 import jax
@@ -14,9 +15,12 @@ from hsvae_jax import default_config
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
-# Many tests train the same tiny model: compile its step once for the whole session (and xdist workers).
-jax.config.update("jax_compilation_cache_dir", str(PROJECT_ROOT / ".pytest_cache" / "xla"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+# Tests compile the same programs again and again, in both xdist workers and in the CLI runs they
+# start (which inherit the environment): one shared cache, small programs included, compiles each once.
+for name, value in {"jax_compilation_cache_dir": str(PROJECT_ROOT / ".pytest_cache" / "xla"),
+                    "jax_persistent_cache_min_compile_time_secs": 0.0}.items():
+  jax.config.update(name, value)
+  os.environ[name.upper()] = str(value)
 
 
 def load_config_file(name: str):

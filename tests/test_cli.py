@@ -22,9 +22,8 @@ QUICKSTART = str(PROJECT_ROOT / "configs" / "quickstart.py")
 
 
 def hsvae(*args, expect=0):
-  env = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(PROJECT_ROOT / ".pytest_cache" / "xla")}
   result = subprocess.run([sys.executable, "-m", "hsvae_jax.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, timeout=600)
   assert result.returncode == expect, result.stderr[-3000:]
   if expect == 2:
     assert "Traceback" not in result.stderr

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.xdist_group(__name__)
 
 # Batch 16 over 4 devices; 8 steps with a checkpoint at the end.
 PARALLEL = [*TINY, "--config.train.num_steps=8", "--config.train.checkpoint_every=8"]
-ENV = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(PROJECT_ROOT / ".pytest_cache" / "xla"),
-                    "PYTHONUNBUFFERED": "1"}
+ENV = os.environ | {"PYTHONUNBUFFERED": "1"}
 
 
 def _start(workdir, *flags, extra=(), launcher=()):
