@@ -115,7 +115,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       "kl_z": float(out["kl_z"].mean()),
       "kl_gamma": float(out["kl_gamma"].mean()),
       "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
-  } | metrics.sparsity(out["code"]) | {"hoyer_variants": _hoyer_variants(out)}
+  } | metrics.sparsity(out["code"], out["slab_prob"]) | {"hoyer_variants": _hoyer_variants(out)}
   if probe:
     train_out = out if split == "train" else encode_split("train")
     result |= probes.probe_metrics(
