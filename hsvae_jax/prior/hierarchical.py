@@ -5,7 +5,6 @@ Shape suffixes: B is the batch shape (any rank), N the number of samples.
 
 import chex
 import distrax
-import jax
 import jax.numpy as jnp
 
 from hsvae_jax.prior import spike_and_slab
@@ -13,11 +12,6 @@ from hsvae_jax.prior import spike_and_slab
 Array = chex.Array
 Numeric = chex.Numeric
 PRNGKey = chex.PRNGKey
-
-
-def _as_float(x: Numeric) -> Array:
-  # Keeps float dtypes (bf16, f32) and turns ints into the default float.
-  return jnp.asarray(x, jnp.result_type(x, float))
 
 
 class HierarchicalSpikeSlab(distrax.Distribution):
@@ -28,6 +22,13 @@ class HierarchicalSpikeSlab(distrax.Distribution):
   gamma is the SPIKE probability: alpha = 4, beta = 1 (E[gamma] = 0.8) favours
   near-zero codes. Scalar events; the batch shape is the broadcast of the
   arguments' shapes.
+
+  The density is linear in gamma, so integrating over Beta(gamma; a, b) puts
+  E[gamma] = a / (a + b) on the spike: the marginal is a two-Gaussian mixture.
+  `sample` draws from it (the same law as gamma, then z | gamma, without the
+  Beta sampler's cost) with implicit reparameterisation gradients in every
+  parameter, alpha and beta included. `entropy` is the mixture's, by
+  quadrature; the mode is 0, where both components peak.
   """
 
   def __init__(
@@ -46,13 +47,9 @@ class HierarchicalSpikeSlab(distrax.Distribution):
       slab_scale: standard deviation of the slab, positive.
     """
     super().__init__()
-    self._alpha = _as_float(alpha)
-    self._beta = _as_float(beta)
-    self._spike_scale = _as_float(spike_scale)
-    self._slab_scale = _as_float(slab_scale)
-    self._batch_shape = jax.lax.broadcast_shapes(
-        self._alpha.shape, self._beta.shape, self._spike_scale.shape,
-        self._slab_scale.shape)
+    self._alpha, self._beta, self._spike_scale, self._slab_scale = (
+        spike_and_slab.broadcast_parameters(
+            alpha, beta, spike_scale, slab_scale))
 
   @property
   def event_shape(self) -> tuple[int, ...]:
@@ -60,23 +57,23 @@ class HierarchicalSpikeSlab(distrax.Distribution):
 
   @property
   def batch_shape(self) -> tuple[int, ...]:
-    return self._batch_shape
+    return self._alpha.shape
 
   @property
   def alpha(self) -> Array:
-    return jnp.broadcast_to(self._alpha, self.batch_shape)
+    return self._alpha
 
   @property
   def beta(self) -> Array:
-    return jnp.broadcast_to(self._beta, self.batch_shape)
+    return self._beta
 
   @property
   def spike_scale(self) -> Array:
-    return jnp.broadcast_to(self._spike_scale, self.batch_shape)
+    return self._spike_scale
 
   @property
   def slab_scale(self) -> Array:
-    return jnp.broadcast_to(self._slab_scale, self.batch_shape)
+    return self._slab_scale
 
   @property
   def gamma_prior(self) -> distrax.Beta:
@@ -89,28 +86,38 @@ class HierarchicalSpikeSlab(distrax.Distribution):
         spike_prob=gamma, loc=0., scale=self._slab_scale,
         spike_scale=self._spike_scale)
 
+  def _mixture(self) -> spike_and_slab.SpikeSlabMixture:
+    # softmax([log a, log b]) weights the spike by a / (a + b).
+    return spike_and_slab.SpikeSlabMixture(
+        jnp.log(self._alpha), jnp.log(self._beta), 0., self._slab_scale,
+        self._spike_scale)
+
   def _sample_n(self, key: PRNGKey, n: int) -> Array:
-    key_gamma, key_spike, key_noise = jax.random.split(key, 3)
-    gamma_NxB = self.gamma_prior.sample(seed=key_gamma, sample_shape=n)
-    is_spike_NxB = jax.random.bernoulli(key_spike, gamma_NxB)
-    noise_NxB = jax.random.normal(key_noise, gamma_NxB.shape, gamma_NxB.dtype)
-    return noise_NxB * jnp.where(
-        is_spike_NxB, self._spike_scale, self._slab_scale)
+    return self._mixture().sample(seed=key, sample_shape=n)
 
   def log_prob(self, value: Array) -> Array:
-    # The density is linear in gamma, so integrating over Beta(gamma; a, b)
-    # puts E[gamma] = a / (a + b) on the spike: softmax([log a, log b]).
-    return spike_and_slab.spike_slab_mixture(
-        jnp.log(self._alpha), jnp.log(self._beta), 0., self._slab_scale,
-        self._spike_scale).log_prob(value)
+    return self._mixture().log_prob(value)
+
+  def cdf(self, value: Array) -> Array:
+    return self._mixture().cdf(value)
+
+  def entropy(self) -> Array:
+    return self._mixture().entropy()
 
   def mean(self) -> Array:
     dtype = jnp.result_type(self._alpha, self._beta, self._spike_scale,
                             self._slab_scale)
     return jnp.zeros(self.batch_shape, dtype)
 
+  def mode(self) -> Array:
+    return self.mean()
+
   def variance(self) -> Array:
     spike_prob = self._alpha / (self._alpha + self._beta)
-    return jnp.broadcast_to(
-        spike_prob * jnp.square(self._spike_scale)
-        + (1. - spike_prob) * jnp.square(self._slab_scale), self.batch_shape)
+    return (spike_prob * jnp.square(self._spike_scale)
+            + (1. - spike_prob) * jnp.square(self._slab_scale))
+
+  def __getitem__(self, index) -> "HierarchicalSpikeSlab":
+    return HierarchicalSpikeSlab(self._alpha[index], self._beta[index],
+                                 self._spike_scale[index],
+                                 self._slab_scale[index])
