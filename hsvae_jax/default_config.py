@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
   # batch of dbpedia, yahoo or yelp, so 0.8 spares most batches a fifth or more of the step's biggest matmuls.
   config.model.token_capacity = 0.8
   config.model.kl_z = "mc"  # mc (the paper's estimate) | analytic
+  # HSVAE's spike-or-slab choice: beta (the paper: spike with probability gamma) | evidence (Bayes' rule
+  # also weighs how well the spike and the slab explain the encoder's Gaussian message for the dimension).
+  config.model.gate = "beta"
   config.model.spike_scale = 0.05
   config.model.slab_scale = 1.0
   # MAT-VAE as the HSVAE authors ran it on text (PAPER.md): spike weight 0.8 and these kernel scales.
@@ -71,6 +74,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.hparams.z_reg_weight = 0.01  # psi
   config.hparams.gamma_reg_weight = 0.01  # lambda
   config.hparams.temperature = 0.5
+  # The share of dimensions a code should use: sets the prior's mean slab share (0 = alpha, beta as given).
+  config.hparams.target_active = 0.0
+  # Pulls each dimension's slab share over a batch to the prior's (0 = the paper's loss, which pulls each
+  # sentence's gate there instead).
+  config.hparams.usage_weight = 0.0
+  # Charges for undecided gates (a slab probability near 1/2), not for gates that differ between sentences.
+  config.hparams.gate_entropy_weight = 0.0
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 8_000  # about 15 epochs of 140k sentences at batch 256

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 from tensorflow_probability.substrates import jax as tfp
 
+from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
 from hsvae_jax.prior import HierarchicalSpikeSlab, SpikeAndSlab
@@ -38,51 +39,109 @@ class HSVAEHead(nn.Module):
     }
 
 
+GATES = ("beta", "evidence")
+
+
+def _slab_kl(loc: jax.Array, scale: jax.Array, slab_scale: float) -> jax.Array:
+  return distrax.Normal(loc, scale).kl_divergence(distrax.Normal(0.0, slab_scale))
+
+
 @dataclasses.dataclass(frozen=True)
 class HSVAELatent:
+  """gate 'beta' is the paper's q(z|x, gamma) = gamma N(0, spike^2) + (1 - gamma) N(mu, sigma^2).
+
+  gate 'evidence' reads (mu, sigma^2) as the encoder's Gaussian message about z and applies Bayes' rule
+  with p(z|gamma): the spike's weight is its posterior probability given the message and gamma, and the
+  slab is the slab prior times the message (the precision-weighted combination of Ladder VAEs, Sonderby
+  et al. 2016). The gate then depends on the sentence through mu and sigma, whose gradients are those of
+  the reconstruction, rather than only through the Beta heads' reparameterised, relaxed sample.
+  """
+
   latent_dim: int
   spike_scale: float = 0.05
   slab_scale: float = 1.0
   kl_z: str = "mc"
+  gate: str = "beta"
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict) -> "HSVAELatent":
-    return cls(model_config.latent_dim, model_config.spike_scale, model_config.slab_scale, model_config.kl_z)
+    if model_config.gate not in GATES:
+      raise InputError(f"unknown model.gate {model_config.gate!r}; choose one of {', '.join(GATES)}")
+    return cls(model_config.latent_dim, model_config.spike_scale, model_config.slab_scale, model_config.kl_z,
+               model_config.gate)
 
   def head(self) -> nn.Module:
     return HSVAEHead(self.latent_dim)
 
+  def posterior_z(self, posterior: base.Posterior, gamma_BxZ: jax.Array) -> SpikeAndSlab:
+    """q(z | x, gamma)."""
+    if self.gate == "beta":
+      return SpikeAndSlab(gamma_BxZ, posterior["mu"], posterior["sigma"], spike_scale=self.spike_scale)
+    variance_BxZ = jnp.square(posterior["sigma"])
+    slab_var, spike_var = self.slab_scale**2, self.spike_scale**2
+    gamma_BxZ = jnp.clip(gamma_BxZ, 1e-6, 1 - 1e-6)
+    message_fit = lambda prior_var: distrax.Normal(0.0, jnp.sqrt(prior_var + variance_BxZ)).log_prob(posterior["mu"])
+    spike_logit_BxZ = (jnp.log(gamma_BxZ) - jnp.log1p(-gamma_BxZ)
+                       + message_fit(spike_var) - message_fit(slab_var))
+    shrink_BxZ = slab_var / (slab_var + variance_BxZ)
+    return SpikeAndSlab(jax.nn.sigmoid(spike_logit_BxZ), shrink_BxZ * posterior["mu"],
+                        jnp.sqrt(shrink_BxZ * variance_BxZ), spike_scale=self.spike_scale)
+
   def sample(self, posterior: base.Posterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
     gamma_key, z_key = jax.random.split(key)
     # TFP's Beta sampler: the same implicit reparameterisation gradient as distrax's (jax.random.beta),
-    # 25x faster on CPU, where jax's gamma gradient took 0.8 s of a 1.2 s step at 768 dims.
+    # but jax's gamma-sampler gradient is far slower on CPU.
     gamma_BxZ = tfp.distributions.Beta(posterior["a"], posterior["b"]).sample(seed=gamma_key)
-    q_z = SpikeAndSlab(gamma_BxZ, posterior["mu"], posterior["sigma"], spike_scale=self.spike_scale)
+    q_z = self.posterior_z(posterior, gamma_BxZ)
     z_BxZ, _ = q_z.relaxed_sample(z_key, temperature)
-    return {"z": z_BxZ, "gamma": gamma_BxZ}
+    return {"z": z_BxZ, "gamma": gamma_BxZ, "slab_prob": q_z.slab_prob}
 
   def kl(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
-    prior = HierarchicalSpikeSlab(hparams.alpha, hparams.beta, self.spike_scale, self.slab_scale)
+    prior = HierarchicalSpikeSlab(*hparams.prior_shape(), self.spike_scale, self.slab_scale)
     q_gamma = distrax.Beta(posterior["a"], posterior["b"])
     kl_gamma_BxZ = q_gamma.kl_divergence(prior.gamma_prior)
     if self.kl_z == "mc":
       # The paper's one-sample estimate of KL(q(z|x,gamma) || p(z|gamma)) at the gamma drawn for z.
       gamma_BxZ = sample["gamma"]
-      q_z = SpikeAndSlab(gamma_BxZ, posterior["mu"], posterior["sigma"], spike_scale=self.spike_scale)
+      q_z = self.posterior_z(posterior, gamma_BxZ)
       kl_z_BxZ = q_z.log_prob(sample["z"]) - prior.conditional(gamma_BxZ).log_prob(sample["z"])
-    else:
+    elif self.gate == "beta":
       # With the spike/slab indicator as a latent shared by q and p, only the slab branch differs:
       # KL = E_q[1 - gamma] * KL(N(mu, sigma) || N(0, slab)), an upper bound on the marginal KL.
-      slab_kl_BxZ = distrax.Normal(posterior["mu"], posterior["sigma"]).kl_divergence(
-          distrax.Normal(0.0, self.slab_scale))
-      kl_z_BxZ = self.slab_prob(posterior) * slab_kl_BxZ
+      kl_z_BxZ = self.slab_prob(posterior) * _slab_kl(posterior["mu"], posterior["sigma"], self.slab_scale)
+    else:
+      # The same bound with indicators that differ: the indicator's KL at the drawn gamma, plus the slab's.
+      q_z = self.posterior_z(posterior, sample["gamma"])
+      kl_z_BxZ = (q_z.slab_prob * _slab_kl(q_z.loc, q_z.scale, self.slab_scale)
+                  + distrax.Bernoulli(probs=q_z.slab_prob).kl_divergence(distrax.Bernoulli(probs=1 - sample["gamma"])))
     return kl_z_BxZ.sum(-1), kl_gamma_BxZ.sum(-1)
+
+  def extra_loss(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> dict[str, jax.Array]:
+    """The batch-usage KL and the gates' entropy, each weighted (both 0 in the paper's loss).
+
+    Averaged over sentences, the indicator's per-sentence KL to the prior is KL(u || rho) + I(x; s): u the
+    batch's mean slab probability of a dimension, rho the prior's, and I the information the gates carry
+    about the sentence. KL_gamma, its hierarchical counterpart, likewise charges for gates that differ
+    between sentences. usage_kl = KL(u || rho), summed over dims, pulls only each dimension's use over the
+    batch to the prior's share; gate_entropy = the mean binary entropy of the slab probabilities charges
+    for undecided gates, which the decoder sees as random dropout and the code rounds away.
+    """
+    del posterior
+    alpha, beta = hparams.prior_shape()
+    slab_prob_BxZ = jnp.clip(sample["slab_prob"], 1e-6, 1 - 1e-6)
+    usage = distrax.Bernoulli(probs=slab_prob_BxZ.mean(0))
+    usage_kl = usage.kl_divergence(distrax.Bernoulli(probs=beta / (alpha + beta))).sum()
+    gate_entropy_B = distrax.Bernoulli(probs=slab_prob_BxZ).entropy().sum(-1)
+    return {"usage_kl": jnp.broadcast_to(hparams.usage_weight * usage_kl, gate_entropy_B.shape),
+            "gate_entropy": hparams.gate_entropy_weight * gate_entropy_B}
 
   @staticmethod
   def slab_prob(posterior: base.Posterior) -> jax.Array:
     return posterior["b"] / (posterior["a"] + posterior["b"])
 
   def codes(self, posterior: base.Posterior) -> base.Codes:
-    slab_prob_BxZ = self.slab_prob(posterior)
-    code_BxZ = jnp.where(slab_prob_BxZ > 0.5, posterior["mu"], 0.0)
-    return base.Codes(code_BxZ, posterior["mu"], slab_prob_BxZ)
+    """The slab's mean where the spike-or-slab posterior at gamma = E_q[gamma] favours the slab, else 0."""
+    q_z = self.posterior_z(posterior, 1 - self.slab_prob(posterior))
+    slab_prob_BxZ = q_z.slab_prob
+    code_BxZ = jnp.where(slab_prob_BxZ > 0.5, q_z.loc, 0.0)
+    return base.Codes(code_BxZ, q_z.loc, slab_prob_BxZ)
