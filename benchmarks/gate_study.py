@@ -44,6 +44,8 @@ VARIANTS = {
     "evidence_c50_decided": ({"model.gate": "evidence", "hparams.alpha": 40.0, "hparams.beta": 10.0,
                               "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 1.0},
                              "the same under the concentrated prior."),
+    "evidence_warmup": ({"model.gate": "evidence", "hparams.warmup_steps": 200},
+                        "evidence gates, KL_gamma rising from 0 over the first 200 steps."),
     "decided": ({"hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 1.0, "hparams.gamma_reg_weight": 0.0},
                 "the paper's gates, KL_gamma replaced by the batch-usage KL and the charge for undecided gates."),
 }
@@ -60,11 +62,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="extra overrides for every variant except gaussian, e.g. hparams.target_active=0.3")
   parser.add_argument("--steps", type=int, default=400)
   parser.add_argument("--latent-dim", type=int, default=32)
+  parser.add_argument("--checkpoint-every", type=int, default=0, help="0: at the end only")
   parser.add_argument("--output", default=None, help="write a section of OUTPUT/results.md")
   return parser.parse_args(argv)
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
   for cast in (int, float):
     try:
       return cast(text)
@@ -81,7 +84,7 @@ def variant_config(args: argparse.Namespace, overrides: dict):
   config.data.length_buckets = (8, 12, 16) if args.corpus == "yelp" else (12, 20, 32)
   config.model.latent_dim = args.latent_dim
   config.train.num_steps = args.steps
-  config.train.checkpoint_every = args.steps
+  config.train.checkpoint_every = args.checkpoint_every or args.steps
   config.eval.batch_size = 512
   for dotted, value in overrides.items():
     section, key = dotted.split(".")
@@ -90,7 +93,7 @@ def variant_config(args: argparse.Namespace, overrides: dict):
 
 
 def run_name(args: argparse.Namespace, name: str) -> str:
-  extra = "".join(f"_{s.split('.')[-1]}{s.split('=')[1]}" for s in args.set) if name != "gaussian" else ""
+  extra = "".join(f"_{s.split('=')[0].split('.')[-1]}{s.split('=')[1]}" for s in args.set) if name != "gaussian" else ""
   return f"{args.corpus}{args.latent_dim}_{args.steps}_{name}{extra}"
 
 
@@ -117,7 +120,7 @@ def summary(name: str, r: dict) -> str:
 def main(argv: list[str]) -> None:
   args = parse_args(argv)
   logging.set_verbosity(logging.WARNING)
-  extra = {s.split("=")[0]: _parse_value(s.split("=")[1]) for s in args.set}
+  extra = {s.split("=")[0]: parse_value(s.split("=")[1]) for s in args.set}
   results = {}
   for name in args.variants:
     overrides = VARIANTS[name][0] | (extra if name != "gaussian" else {})

@@ -81,6 +81,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.hparams.usage_weight = 0.0
   # Charges for undecided gates (a slab probability near 1/2), not for gates that differ between sentences.
   config.hparams.gate_entropy_weight = 0.0
+  # Steps over which gamma_reg_weight, usage_weight and gate_entropy_weight rise from 0 to their values.
+  config.hparams.warmup_steps = 0
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 8_000  # about 15 epochs of 140k sentences at batch 256

@@ -21,11 +21,20 @@ class HParams(flax.struct.PyTreeNode):
   usage_weight: jnp.ndarray = 0.0
   # Weight of the gates' mean binary entropy: charges for undecided gates (0: the paper's loss).
   gate_entropy_weight: jnp.ndarray = 0.0
+  # Steps over which the weights that make codes sparse (gamma_reg_weight, usage_weight, gate_entropy_weight)
+  # rise linearly from 0, so the decoder learns to read z before gates close (0: full weight from the start).
+  warmup_steps: jnp.ndarray = 0.0
 
   @classmethod
   def from_config(cls, hparams_config: ml_collections.ConfigDict) -> "HParams":
-    # Workdirs written before target_active, usage_weight and gate_entropy_weight existed trained without them (0).
+    # Workdirs written before the fields that default to 0 existed trained without them.
     return cls(**{name: jnp.asarray(hparams_config.get(name, 0.0), jnp.float32) for name in cls.__dataclass_fields__})
+
+  def at_step(self, step: jax.Array) -> "HParams":
+    """These hyperparameters at training step `step`, with the sparsity weights warmed up."""
+    ramp = jnp.where(self.warmup_steps > 0, jnp.clip(step / jnp.maximum(self.warmup_steps, 1.0), 0.0, 1.0), 1.0)
+    return self.replace(gamma_reg_weight=ramp * self.gamma_reg_weight, usage_weight=ramp * self.usage_weight,
+                        gate_entropy_weight=ramp * self.gate_entropy_weight)
 
   def prior_shape(self) -> tuple[jax.Array, jax.Array]:
     """(alpha, beta) of the Beta prior on gamma, after target_active."""

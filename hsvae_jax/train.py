@@ -64,7 +64,7 @@ def train_step(state: TrainState, batch: dict, base_key: jax.Array,
   """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted."""
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
-  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams)
+  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step))
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = terms | {

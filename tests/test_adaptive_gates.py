@@ -1,0 +1,115 @@
+"""HSVAE's switches for adaptive sparsity: the evidence gate, the batch-usage KL, the gate entropy, the knob."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from hsvae_jax.hparams import HParams
+from hsvae_jax.latents import HSVAELatent
+
+HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
+             gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
+POSTERIOR = {  # four sentences, two dims: a confident large mean, a vague one, a confident zero, in between
+    "mu": jnp.array([[2.0, 0.1], [0.1, 1.0], [0.0, -0.6], [0.8, 0.02]]),
+    "sigma": jnp.array([[0.1, 1.0], [0.05, 0.9], [0.04, 0.2], [0.3, 0.05]]),
+    "a": jnp.array([[4.0, 4.0], [2.0, 3.0], [4.0, 1.0], [1.0, 1.0]]),
+    "b": jnp.array([[1.0, 2.0], [1.0, 1.0], [1.0, 1.0], [3.0, 1.0]]),
+}
+
+
+def test_target_active_sets_the_priors_mean_slab_share_and_keeps_its_concentration():
+  alpha, beta = HP.replace(target_active=jnp.float32(0.25)).prior_shape()
+  assert (float(alpha), float(beta)) == pytest.approx((3.75, 1.25))
+  assert tuple(map(float, HP.prior_shape())) == (4.0, 1.0)  # 0: the prior as given
+
+
+def test_warm_up_ramps_only_the_sparsity_weights():
+  hp = HP.replace(usage_weight=jnp.float32(2.0), gate_entropy_weight=jnp.float32(1.0),
+                  warmup_steps=jnp.float32(100.0))
+  half = hp.at_step(jnp.int32(50))
+  assert float(half.gamma_reg_weight) == pytest.approx(0.005)
+  assert float(half.usage_weight) == pytest.approx(1.0) and float(half.gate_entropy_weight) == pytest.approx(0.5)
+  assert float(half.z_reg_weight) == pytest.approx(0.01)
+  assert float(hp.at_step(jnp.int32(500)).usage_weight) == pytest.approx(2.0)
+  assert float(HP.at_step(jnp.int32(0)).gamma_reg_weight) == pytest.approx(0.01)  # no warm-up: full from step 0
+
+
+def test_evidence_gate_is_bayes_rule_on_the_encoders_message():
+  latent = HSVAELatent(latent_dim=2, gate="evidence")
+  gamma = jnp.full((4, 2), 0.7)
+  q_z = latent.posterior_z(POSTERIOR, gamma)
+  mu, var = np.asarray(POSTERIOR["mu"], np.float64), np.asarray(POSTERIOR["sigma"], np.float64) ** 2
+  spike = 0.7 * scipy.stats.norm.pdf(mu, 0, np.sqrt(0.05**2 + var))
+  slab = 0.3 * scipy.stats.norm.pdf(mu, 0, np.sqrt(1 + var))
+  np.testing.assert_allclose(q_z.slab_prob, slab / (spike + slab), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(q_z.loc, mu / (1 + var), rtol=1e-5)  # N(0, 1) prior times the message
+  np.testing.assert_allclose(q_z.scale, np.sqrt(var / (1 + var)), rtol=1e-5)
+  codes = latent.codes(POSTERIOR)
+  assert bool(codes.code_BxZ[0, 0] != 0) and float(codes.code_BxZ[2, 0]) == 0.0  # large mean kept, zero cut
+  assert float(codes.code_BxZ[0, 1]) == 0.0  # a vague message stays at the spike
+
+
+def test_paper_gate_is_unchanged_by_the_switch():
+  latent = HSVAELatent(latent_dim=2)
+  codes = latent.codes(POSTERIOR)
+  slab = POSTERIOR["b"] / (POSTERIOR["a"] + POSTERIOR["b"])
+  chex.assert_trees_all_close(codes.slab_prob_BxZ, slab)
+  chex.assert_trees_all_close(codes.code_BxZ, jnp.where(slab > 0.5, POSTERIOR["mu"], 0.0))
+
+
+def test_usage_kl_and_gate_entropy_closed_forms():
+  latent = HSVAELatent(latent_dim=2, gate="evidence")
+  slab_prob = jnp.array([[0.9, 0.1], [0.5, 0.1], [0.1, 0.1], [0.1, 0.1]])
+  sample = {"z": jnp.zeros((4, 2)), "slab_prob": slab_prob}
+  hp = HP.replace(usage_weight=jnp.float32(2.0), gate_entropy_weight=jnp.float32(3.0))
+  terms = latent.extra_loss(POSTERIOR, sample, hp)
+  rho = 0.2  # Beta(4, 1)'s mean slab share
+  usage = np.array([0.4, 0.1])
+  kl = (usage * np.log(usage / rho) + (1 - usage) * np.log((1 - usage) / (1 - rho))).sum()
+  np.testing.assert_allclose(terms["usage_kl"], np.full(4, 2.0 * kl), rtol=1e-5)
+  entropy = scipy.stats.bernoulli(np.asarray(slab_prob, np.float64)).entropy().sum(-1)
+  np.testing.assert_allclose(terms["gate_entropy"], 3.0 * entropy, rtol=1e-5)
+  at_prior = latent.extra_loss(POSTERIOR, {"z": sample["z"], "slab_prob": jnp.full((4, 2), rho)}, hp)
+  assert float(at_prior["usage_kl"][0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_usage_kl_leaves_which_sentence_uses_a_dimension_free():
+  """Per-sentence gates that differ but use each dimension at the prior's share cost no usage KL."""
+  latent = HSVAELatent(latent_dim=1, gate="evidence")
+  adaptive = jnp.array([[1.0], [0.0], [0.0], [0.0], [0.0]])  # one sentence in five: Beta(4, 1)'s share
+  terms = latent.extra_loss(POSTERIOR, {"z": jnp.zeros((5, 1)), "slab_prob": adaptive},
+                            HP.replace(usage_weight=jnp.float32(1.0), gate_entropy_weight=jnp.float32(1.0)))
+  assert float(terms["usage_kl"][0]) == pytest.approx(0.0, abs=1e-5)
+  assert float(terms["gate_entropy"].max()) < 1e-4
+
+
+def test_evidence_sample_and_kl_are_finite_with_gradients():
+  latent = HSVAELatent(latent_dim=2, gate="evidence")
+  hp = HP.replace(usage_weight=jnp.float32(1.0), gate_entropy_weight=jnp.float32(1.0))
+
+  def loss(posterior):
+    sample = latent.sample(posterior, jax.random.key(0), hp.temperature)
+    kl_z, kl_gamma = latent.kl(posterior, sample, hp)
+    extra = latent.extra_loss(posterior, sample, hp)
+    return (kl_z + kl_gamma + extra["usage_kl"] + extra["gate_entropy"]).sum() + sample["z"].sum()
+
+  grads = jax.grad(loss)(POSTERIOR)
+  for name, grad in grads.items():
+    assert np.all(np.isfinite(grad)), name
+    assert np.any(grad != 0), name
+
+
+def test_evidence_analytic_kl_z_bounds_the_mc_estimate():
+  """Conditioning on the indicator only adds information: the analytic bound is above the MC mean."""
+  def mean_kl(kl_z):
+    latent = HSVAELatent(latent_dim=2, gate="evidence", kl_z=kl_z)
+    one = lambda key: latent.kl(POSTERIOR, latent.sample(POSTERIOR, key, HP.temperature), HP)[0]
+    draws = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(1), 2000)))
+    assert np.all(np.isfinite(draws))
+    return draws.mean(), draws.std() / np.sqrt(draws.size)
+
+  (analytic, _), (mc, mc_stderr) = mean_kl("analytic"), mean_kl("mc")
+  assert analytic >= mc - 3 * mc_stderr
