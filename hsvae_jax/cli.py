@@ -19,7 +19,7 @@ USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
   hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]
   hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]
   hsvae report --workdir DIR [DIR ...] --output OUT
-  hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N]"""
+  hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N] [--nomodules-json]"""
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
@@ -37,6 +37,8 @@ _PROBE = flags.DEFINE_bool("probe", False, "`evaluate`: add linear-probe accurac
 _ENCODER_PATH = flags.DEFINE_string("encoder-path", None, "`embed`: a Hugging Face BERT-family model directory.")
 _POOLING = flags.DEFINE_enum("pooling", "mean", ["mean", "cls"], "`embed`: how token states become one vector.")
 _BATCH_SIZE = flags.DEFINE_integer("batch-size", 64, "`embed`: sentences per batch.")
+_MODULES_JSON = flags.DEFINE_bool("modules-json", True, "`embed`: apply the model directory's sentence-transformers "
+                                  "modules.json (its pooling, Normalize), as SentenceTransformer.encode does.")
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
 
 
@@ -136,7 +138,8 @@ def _report(extra_workdirs: list[str]) -> None:
 def _embed() -> None:
   _require(_ENCODER_PATH, _INPUT, _OUTPUT)
   from hsvae_jax import embed
-  stats = embed.embed_file(_ENCODER_PATH.value, _INPUT.value, _OUTPUT.value, _POOLING.value, _BATCH_SIZE.value)
+  stats = embed.embed_file(_ENCODER_PATH.value, _INPUT.value, _OUTPUT.value, _POOLING.value, _BATCH_SIZE.value,
+                           _MODULES_JSON.value)
   print(json.dumps(stats))
 
 

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.encoder_path = ""  # the transformer's Hugging Face directory (config.json, model.safetensors, ...)
   config.model.freeze_encoder = True  # the transformer's embeddings are computed once and cached in the workdir
   config.model.pooling = "mean"  # mean | cls: how the transformer's states become one embedding
+  # Apply the transformer directory's sentence-transformers modules.json when it has one (its truncation
+  # length, a check of its pooling, its Normalize), so the frozen embedding is SentenceTransformer.encode's.
+  config.model.modules_json = True
   config.model.decoder = "gru"  # gru (the words) | embedding (a Gaussian over the frozen embedding)
   config.model.latent = "hsvae"  # hsvae | gaussian | matvae | vsc | topk_sae
   config.model.latent_dim = 768

@@ -28,8 +28,8 @@ def length_buckets(max_length: int) -> tuple[int, ...]:
   return (*buckets, max_length)
 
 
-def _check(pooling: str, batch_size: int) -> None:
-  bert.check_pooling(pooling)
+def _check(pooling: str, batch_size: int, encoder: bert.Pretrained | None = None) -> None:
+  bert.check_pooling(pooling, encoder)
   if batch_size < 1:
     raise InputError(f"batch size {batch_size} is not positive")
 
@@ -37,7 +37,7 @@ def _check(pooling: str, batch_size: int) -> None:
 def _embed(
     encoder: bert.Pretrained, sentences: Sequence[str], pooling: str, batch_size: int
 ) -> tuple[np.ndarray, int]:
-  _check(pooling, batch_size)
+  _check(pooling, batch_size, encoder)
   buckets = length_buckets(encoder.max_length)
   out_NxD = np.empty((len(sentences), encoder.config.hidden_size), np.float32)
   num_truncated = 0
@@ -61,7 +61,7 @@ def embed_sentences(
   """The sentences' embeddings, float32 [N, hidden], in input order.
 
   Args:
-    encoder: from hsvae_jax.encoders.load_pretrained.
+    encoder: from hsvae_jax.encoders.load_pretrained (with modules=True, SentenceTransformer.encode's).
     sentences: any number, each truncated to encoder.max_length tokens.
     pooling: 'mean' (over the sentence's tokens) or 'cls' (the first token's state).
     batch_size: sentences a forward pass.
@@ -75,6 +75,7 @@ def embed_file(
     output_path: str | os.PathLike[str],
     pooling: str = "mean",
     batch_size: int = 64,
+    modules: bool = True,
 ) -> dict[str, int]:
   """Embeds each line of a UTF-8 text file into a row of a float32 [num_lines, dim] .npy file.
 
@@ -84,6 +85,8 @@ def embed_file(
     output_path: the .npy file to write.
     pooling: 'mean' or 'cls'.
     batch_size: sentences a forward pass.
+    modules: apply the directory's sentence-transformers modules.json (Normalize, ...) when it has one,
+      so the rows equal SentenceTransformer.encode's.
 
   Returns:
     {'num_lines', 'num_truncated' (lines cut to the encoder's max length), 'dim'}.
@@ -92,7 +95,7 @@ def embed_file(
   sentences = read_lines(input_path)
   if not sentences:
     raise InputError(f"{input_path}: no sentences to embed")
-  encoder = bert.load_pretrained(encoder_path)
+  encoder = bert.load_pretrained(encoder_path, modules=modules)
   embeddings_NxD, num_truncated = _embed(encoder, sentences, pooling, batch_size)
   try:
     with open(output_path, "wb") as f:
@@ -103,17 +106,28 @@ def embed_file(
           "dim": embeddings_NxD.shape[1]}
 
 
+def _modules_json(model_config: ml_collections.ConfigDict) -> bool:
+  # A workdir's config from before the key existed was trained without the module list.
+  return model_config.get("modules_json", False)
+
+
+def load_encoder(model_config: ml_collections.ConfigDict) -> bert.Pretrained:
+  """The frozen transformer a model config names, with its module list when model.modules_json says so."""
+  return bert.load_pretrained(model_config.encoder_path, modules=_modules_json(model_config))
+
+
 def _fingerprint(model_config: ml_collections.ConfigDict, sentences: Sequence[str]) -> dict:
   digest = hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest()
   return {"encoder_path": os.path.abspath(model_config.encoder_path), "pooling": model_config.pooling,
-          "num_sentences": len(sentences), "sentences_sha256": digest}
+          "modules_json": _modules_json(model_config), "num_sentences": len(sentences),
+          "sentences_sha256": digest}
 
 
 def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequence[str], workdir: str,
                       split: str, batch_size: int = 64) -> np.ndarray:
   """The frozen encoder's embeddings of a split's sentences, computed once and kept in the workdir.
 
-  A cache made by another encoder, pooling or text is recomputed, never reused.
+  A cache made by another encoder, pooling, module list or text is recomputed, never reused.
   """
   directory = os.path.join(workdir, EMBEDDINGS_DIR)
   array_path, meta_path = os.path.join(directory, f"{split}.npy"), os.path.join(directory, f"{split}.json")
@@ -123,8 +137,7 @@ def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequen
       if json.load(f) == fingerprint:
         return np.load(array_path)
   logging.info("Embedding %d %s sentences with %s", len(sentences), split, model_config.encoder_path)
-  embeddings_NxD = embed_sentences(bert.load_pretrained(model_config.encoder_path), sentences,
-                                   model_config.pooling, batch_size)
+  embeddings_NxD = embed_sentences(load_encoder(model_config), sentences, model_config.pooling, batch_size)
   os.makedirs(directory, exist_ok=True)
   np.save(array_path, embeddings_NxD)
   with open(meta_path, "w") as f:  # written last: it vouches for the array

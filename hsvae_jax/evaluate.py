@@ -17,7 +17,6 @@ from hsvae_jax import metrics
 from hsvae_jax import objectives
 from hsvae_jax import probes
 from hsvae_jax import train
-from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
@@ -138,7 +137,7 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
   elif not config.model.freeze_encoder:
     features = embed.wordpieces(config.model.encoder_path, sentences)
   else:
-    features = {"embedding": embed.embed_sentences(bert.load_pretrained(config.model.encoder_path), sentences,
+    features = {"embedding": embed.embed_sentences(embed.load_encoder(config.model), sentences,
                                                    config.model.pooling)}
   out = _run_batches(trained, token_ids, features)
   return {name: out[name] for name in ("code", "mu", "slab_prob")}

@@ -99,3 +99,18 @@ def write_tiny_bert(
   (model_dir / "config.json").write_text(json.dumps(TINY_BERT | {"model_type": "bert"}))
   safetensors.numpy.save_file(tensors, model_dir / "model.safetensors")
   return model_dir
+
+
+def write_modules_json(model_dir: pathlib.Path, pooling: dict, normalize: bool = True,
+                       max_seq_length: int | None = None) -> pathlib.Path:
+  """Adds a sentence-transformers module list (Transformer, Pooling, optionally Normalize) to a model directory."""
+  modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+  if normalize:
+    modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+  (model_dir / "modules.json").write_text(json.dumps(modules))
+  (model_dir / "1_Pooling").mkdir(exist_ok=True)
+  (model_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+  if max_seq_length:
+    (model_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+  return model_dir

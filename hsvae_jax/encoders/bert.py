@@ -10,7 +10,7 @@ import functools
 import json
 import math
 import pathlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 from flax import traverse_util
@@ -33,6 +33,15 @@ _ACTIVATIONS = {
 }
 
 
+def _read_json(path: pathlib.Path) -> Any:
+  try:
+    return json.loads(path.read_text(encoding="utf-8"))
+  except FileNotFoundError:
+    raise InputError(f"{path}: no such file") from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise InputError(f"{path}: cannot read it as JSON ({e})") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
   """The architecture fields of a Hugging Face BERT config.json; frozen, as jit statics must be."""
@@ -49,12 +58,7 @@ class BertConfig:
 
   @classmethod
   def from_json(cls, path: pathlib.Path) -> "BertConfig":
-    try:
-      raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-      raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-      raise InputError(f"{path}: cannot read it as JSON ({e})") from None
+    raw = _read_json(path)
     if not isinstance(raw, dict):
       raise InputError(f"{path}: not a JSON object")
     if raw.get("model_type", "bert") != "bert":
@@ -129,6 +133,8 @@ class Pretrained(NamedTuple):
   params: dict
   tokenizer: tokenizers.Tokenizer  # truncates to max_length, never pads
   config: BertConfig
+  pooling: str | None = None  # what the directory's modules.json pools by; None without one
+  normalize: bool = False  # its module list ends in Normalize: unit-length embeddings
 
   @property
   def max_length(self) -> int:
@@ -216,25 +222,76 @@ def _load_tokenizer(
   return tokenizer
 
 
-def load_pretrained(model_dir: str | pathlib.Path, max_length: int | None = None) -> Pretrained:
+class Modules(NamedTuple):
+  """What a sentence-transformers modules.json prescribes after the transformer."""
+
+  pooling: str | None = None
+  normalize: bool = False
+  max_length: int | None = None  # sentence_bert_config.json's max_seq_length
+
+
+_MODULE_TYPE = "sentence_transformers.models."
+_POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+
+
+def _pooling_mode(path: pathlib.Path) -> str:
+  """The one pooling a Pooling module's config.json turns on: mean or cls, or an InputError."""
+  raw = _read_json(path)
+  modes = [key for key, on in raw.items() if key.startswith("pooling_mode") and on is True]
+  if len(modes) != 1 or modes[0] not in _POOLING_MODES:
+    raise InputError(f"{path}: pooling {' + '.join(modes) or 'none'} is not supported, only one of "
+                     f"{', '.join(_POOLING_MODES)}")
+  return _POOLING_MODES[modes[0]]
+
+
+def read_modules(model_dir: str | pathlib.Path) -> Modules:
+  """The directory's sentence-transformers module list (Transformer, Pooling, optionally Normalize), as
+  SentenceTransformer.encode applies it; Modules() when the directory has no modules.json."""
+  model_dir = pathlib.Path(model_dir)
+  path = model_dir / "modules.json"
+  if not path.is_file():
+    return Modules()
+  entries = _read_json(path)
+  try:
+    types = [entry["type"].removeprefix(_MODULE_TYPE) for entry in entries]
+    paths = [model_dir / entry.get("path", "") for entry in entries]
+  except (TypeError, KeyError, AttributeError):
+    raise InputError(f"{path}: not a list of modules with a type each") from None
+  if types not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+    raise InputError(f"{path}: modules {' -> '.join(types)} are not supported, only Transformer -> Pooling"
+                     " [-> Normalize]; skip the module list to use the transformer alone")
+  transformer = paths[0] / "sentence_bert_config.json"
+  settings = _read_json(transformer) if transformer.is_file() else {}
+  if settings.get("do_lower_case"):
+    raise InputError(f"{transformer}: do_lower_case is not supported")
+  return Modules(_pooling_mode(paths[1] / "config.json"), len(types) == 3, settings.get("max_seq_length"))
+
+
+def load_pretrained(model_dir: str | pathlib.Path, max_length: int | None = None,
+                    modules: bool = False) -> Pretrained:
   """A BERT-family model from a directory of Hugging Face files.
 
   Args:
     model_dir: holds config.json, model.safetensors and tokenizer.json.
-    max_length: tokens kept of each sentence, [CLS] and [SEP] included. By default tokenizer.json's
-      truncation length, else max_position_embeddings.
+    max_length: tokens kept of each sentence, [CLS] and [SEP] included. By default modules.json's
+      transformer's max_seq_length (with `modules`), else tokenizer.json's truncation length, else
+      max_position_embeddings.
+    modules: apply the directory's sentence-transformers modules.json, when it has one, as
+      SentenceTransformer.encode does: its truncation length, its pooling (encode_batch refuses
+      another) and its Normalize module.
 
   Returns:
-    (module, params, tokenizer, config) as a Pretrained.
+    (module, params, tokenizer, config, pooling, normalize) as a Pretrained.
   """
   model_dir = pathlib.Path(model_dir)
   if not model_dir.is_dir():
     raise InputError(f"{model_dir}: not a directory")
   config = BertConfig.from_json(model_dir / "config.json")
+  listed = read_modules(model_dir) if modules else Modules()
   module = Bert(config)
   params = _load_params(model_dir / "model.safetensors", module)
-  tokenizer = _load_tokenizer(model_dir / "tokenizer.json", config, max_length)
-  return Pretrained(module, params, tokenizer, config)
+  tokenizer = _load_tokenizer(model_dir / "tokenizer.json", config, max_length or listed.max_length)
+  return Pretrained(module, params, tokenizer, config, listed.pooling, listed.normalize)
 
 
 def tokenize(
@@ -268,20 +325,30 @@ def cls_pool(h_BxLxD: jax.Array) -> jax.Array:
   return h_BxLxD[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("module", "pooling"))
-def _encode(module: Bert, params: dict, batch: dict[str, jax.Array], pooling: str) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("module", "pooling", "normalize"))
+def _encode(module: Bert, params: dict, batch: dict[str, jax.Array], pooling: str, normalize: bool) -> jax.Array:
   h_BxLxD = module.apply(params, batch["ids"], batch["type_ids"], batch["mask"])
-  return mean_pool(h_BxLxD, batch["mask"]) if pooling == "mean" else cls_pool(h_BxLxD)
+  pooled_BxD = mean_pool(h_BxLxD, batch["mask"]) if pooling == "mean" else cls_pool(h_BxLxD)
+  if not normalize:
+    return pooled_BxD
+  # torch.nn.functional.normalize's epsilon, as sentence-transformers' Normalize uses it.
+  return pooled_BxD / jnp.maximum(jnp.linalg.norm(pooled_BxD, axis=-1, keepdims=True), 1e-12)
 
 
-def check_pooling(pooling: str) -> None:
+def check_pooling(pooling: str, encoder: Pretrained | None = None) -> None:
+  """Refuses an unknown pooling, or one other than the encoder's modules.json prescribes."""
   if pooling not in POOLINGS:
     raise InputError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+  if encoder is not None and encoder.pooling not in (None, pooling):
+    raise InputError(f"the encoder's modules.json pools by {encoder.pooling}, not {pooling}: ask for"
+                     f" {encoder.pooling} pooling, or skip its module list (hsvae embed --nomodules-json,"
+                     " model.modules_json=false)")
 
 
 def encode_batch(
     encoder: Pretrained, batch: dict[str, np.ndarray], pooling: str = "mean"
 ) -> np.ndarray:
-  """Pooled last hidden states, float32 [B, D], of a pad_batch batch; compiles once a shape."""
-  check_pooling(pooling)
-  return np.asarray(_encode(encoder.module, encoder.params, batch, pooling))
+  """Pooled (and, when its modules.json says so, normalised) last hidden states, float32 [B, D], of a
+  pad_batch batch; compiles once a shape."""
+  check_pooling(pooling, encoder)
+  return np.asarray(_encode(encoder.module, encoder.params, batch, pooling, encoder.normalize))
