@@ -26,6 +26,7 @@ from hsvae_jax import default_config
 from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import probes
+from hsvae_jax import workdir as layout
 import budget
 import results_doc
 
@@ -72,18 +73,18 @@ def share_embeddings(config, corpus_data: data.Corpus, cache_dir: str, workdir: 
   """Embeds each split once into cache_dir and links the files into workdir; returns seconds spent embedding."""
   start = time.perf_counter()
   for split, sentences in corpus_data.sentences.items():
-    embed.cached_embeddings(config.model, sentences, cache_dir, split)
-  os.makedirs(os.path.join(workdir, embed.EMBEDDINGS_DIR), exist_ok=True)
-  for name in os.listdir(os.path.join(cache_dir, embed.EMBEDDINGS_DIR)):
-    target = os.path.join(workdir, embed.EMBEDDINGS_DIR, name)
+    embed.cached_embeddings(config.model, sentences, layout.embeddings_dir(cache_dir), split)
+  os.makedirs(layout.embeddings_dir(workdir), exist_ok=True)
+  for name in os.listdir(layout.embeddings_dir(cache_dir)):
+    target = os.path.join(layout.embeddings_dir(workdir), name)
     if not os.path.exists(target):
-      os.link(os.path.join(cache_dir, embed.EMBEDDINGS_DIR, name), target)
+      os.link(os.path.join(layout.embeddings_dir(cache_dir), name), target)
   return time.perf_counter() - start
 
 
 def dense_baseline(cache_dir: str, corpus_data: data.Corpus) -> dict:
   """The MiniLM embedding itself, probed and measured like a code."""
-  load = lambda split: np.load(os.path.join(cache_dir, embed.EMBEDDINGS_DIR, f"{split}.npy"))
+  load = lambda split: np.load(os.path.join(layout.embeddings_dir(cache_dir), f"{split}.npy"))
   train_x, test_x = load("train"), load("test")
   train_y, test_y = corpus_data.labels["train"], corpus_data.labels["test"]
   return metrics.sparsity(test_x) | {

@@ -3,14 +3,18 @@
 import json
 import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from hsvae_jax.errors import InputError
+from hsvae_jax.errors import Diverged, InputError, Interrupted
 
+DIVERGED_EXIT_CODE = 1
+BAD_INPUT_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, so supervisors see the run did not finish
 COMMANDS = ("train", "evaluate", "encode", "sweep", "report", "embed")
 USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
@@ -42,9 +46,59 @@ _MODULES_JSON = flags.DEFINE_bool("modules-json", True, "`embed`: apply the mode
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
 
 
-def _fail(message: str) -> None:
-  print(f"hsvae: error: {message}", file=sys.stderr)
-  sys.exit(2)
+def _fail(message: str, code: int = BAD_INPUT_EXIT_CODE) -> None:
+  for line in message.splitlines():
+    print(f"hsvae: error: {line}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _config_path(argv: list[str]) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _config_file_error(error: BaseException, path: str) -> str | None:
+  """Where loading the config file failed, as `file, line N: what`; None if the error is not the file's."""
+  chain = []
+  while error is not None and error not in chain:
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  target = os.path.abspath(path)
+  for link in reversed(chain):  # the innermost first
+    if isinstance(link, SyntaxError) and link.filename and os.path.abspath(link.filename) == target:
+      return f"{path}, line {link.lineno}: {link.msg}"
+    lines = [frame.lineno for frame in traceback.extract_tb(link.__traceback__)
+             if os.path.abspath(frame.filename) == target]
+    if lines:
+      return f"{path}, line {lines[-1]}: {type(link).__name__}: {link}"
+    if isinstance(link, AttributeError) and "get_config" in str(link):
+      return f"{path}: defines no get_config() function"
+  return None
+
+
+def _load_flags(argv: list[str]) -> list[str]:
+  """Parses the flags and loads --config; a config file that fails to load is one line naming its line."""
+  try:
+    leftover = flags.FLAGS([argv[0]] + argv[2:])
+    if flags.FLAGS["config"].present:
+      _CONFIG.value.keys()  # config_flags reports a failed load only at first use
+  except Exception as error:  # a config file can raise anything
+    located = _config_file_error(error, _config_path(argv) or "")
+    if located:
+      _fail(located)
+    if isinstance(error, flags.Error):
+      _fail(str(error).splitlines()[0])
+    if isinstance(error, (AttributeError, KeyError)):
+      # A locked config: an override naming a key the config does not have.
+      _fail(f"unknown config key in --config override: {error}")
+    if isinstance(error, OSError):
+      _fail(f"cannot load --config: {str(error).strip().splitlines()[-1].strip()}")
+    raise
+  return leftover
 
 
 def _parse(argv: list[str]) -> list[str]:
@@ -54,18 +108,7 @@ def _parse(argv: list[str]) -> list[str]:
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(USAGE, file=sys.stderr)
     _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "a command is required")
-  try:
-    leftover = flags.FLAGS([argv[0]] + argv[2:])
-  except flags.Error as error:
-    _fail(str(error).splitlines()[0])
-  except (AttributeError, KeyError) as error:
-    # A locked config: an override naming a key the config does not have.
-    _fail(f"unknown config key in --config override: {error}")
-  if flags.FLAGS["config"].present:
-    try:
-      _CONFIG.value.keys()  # config_flags reports a failed load only at first use
-    except OSError as error:
-      _fail(f"cannot load --config: {str(error).strip().splitlines()[-1].strip()}")
+  leftover = _load_flags(argv)
   if len(leftover) > 1 and argv[1] != "report":  # report takes more workdirs after --workdir
     _fail(f"unexpected arguments: {' '.join(leftover[1:])}")
   return [argv[0], argv[1], *leftover[1:]]
@@ -93,18 +136,30 @@ def _evaluate() -> None:
   print(json.dumps(evaluate.evaluate(_WORKDIR.value, _SPLIT.value, probe=_PROBE.value)))
 
 
+def _output_file(path: str, suffix: str) -> str:
+  """The file a command will write (numpy adds suffix when it is missing), refused before any work when it
+  cannot be written there."""
+  written = path if path.endswith(suffix) else path + suffix
+  if os.path.isdir(path) or os.path.isdir(written):
+    _fail(f"--output {path} is a directory; give a file name")
+  if not os.path.isdir(os.path.dirname(os.path.abspath(written))):
+    _fail(f"--output {path}: its directory does not exist")
+  return written
+
+
 def _encode() -> None:
   _require(_WORKDIR, _INPUT, _OUTPUT)
+  output = _output_file(_OUTPUT.value, ".npz")
   from hsvae_jax import evaluate
   from hsvae_jax.data import read_lines
   sentences = read_lines(_INPUT.value)
   codes = evaluate.encode(_WORKDIR.value, sentences)
-  evaluate.save_codes(_OUTPUT.value, codes)
+  evaluate.save_codes(output, codes)
   if _PRINT.value:
     for sentence, code in zip(sentences, codes["code"]):
       nonzero = {int(i): round(float(code[i]), 3) for i in code.nonzero()[0]}
       print(f"{sentence}\n  {len(nonzero)} non-zero dims: {nonzero}")
-  print(f"wrote {len(sentences)} codes to {_OUTPUT.value}")
+  print(f"wrote {len(sentences)} codes to {output}")
 
 
 def _enable_compilation_cache() -> None:
@@ -137,8 +192,9 @@ def _report(extra_workdirs: list[str]) -> None:
 
 def _embed() -> None:
   _require(_ENCODER_PATH, _INPUT, _OUTPUT)
+  output = _output_file(_OUTPUT.value, "")  # written through a file handle: numpy adds no suffix
   from hsvae_jax import embed
-  stats = embed.embed_file(_ENCODER_PATH.value, _INPUT.value, _OUTPUT.value, _POOLING.value, _BATCH_SIZE.value,
+  stats = embed.embed_file(_ENCODER_PATH.value, _INPUT.value, output, _POOLING.value, _BATCH_SIZE.value,
                            _MODULES_JSON.value)
   print(json.dumps(stats))
 
@@ -151,6 +207,15 @@ def main(argv: list[str]) -> None:
     command()
   except InputError as error:
     _fail(str(error))
+  except Diverged as error:
+    _fail(str(error), DIVERGED_EXIT_CODE)
+  except Interrupted as error:
+    print(f"hsvae: {error}", file=sys.stderr)
+    sys.exit(INTERRUPTED_EXIT_CODE)
+  except KeyboardInterrupt:
+    print("hsvae: interrupted", file=sys.stderr)
+    sys.exit(INTERRUPTED_EXIT_CODE)
+
 
 
 def run() -> None:

@@ -11,11 +11,10 @@ import numpy as np
 
 from hsvae_jax.data import bucket_length, read_lines
 from hsvae_jax.encoders import bert
-from hsvae_jax.errors import InputError
+from hsvae_jax.errors import InputError, warn
 
 # Sentences tokenised at a time; each chunk is sorted by length so batches carry little padding.
 _BATCHES_PER_CHUNK = 32
-EMBEDDINGS_DIR = "embeddings"  # in a workdir: <split>.npy and <split>.json, a frozen encoder's outputs
 
 
 def length_buckets(max_length: int) -> tuple[int, ...]:
@@ -123,26 +122,49 @@ def _fingerprint(model_config: ml_collections.ConfigDict, sentences: Sequence[st
           "sentences_sha256": digest}
 
 
-def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequence[str], workdir: str,
-                      split: str, batch_size: int = 64) -> np.ndarray:
-  """The frozen encoder's embeddings of a split's sentences, computed once and kept in the workdir.
+def _cached(array_path: str, meta_path: str, fingerprint: dict) -> np.ndarray | None:
+  try:
+    with open(meta_path) as f:
+      return np.load(array_path) if json.load(f) == fingerprint else None
+  except (OSError, ValueError):  # absent, or a write cut short: recomputed
+    return None
 
-  A cache made by another encoder, pooling, module list or text is recomputed, never reused.
+
+def cached_embeddings(model_config: ml_collections.ConfigDict, sentences: Sequence[str], directory: str,
+                      split: str, batch_size: int = 64) -> np.ndarray:
+  """The frozen encoder's embeddings of a split's sentences, computed once and kept in directory.
+
+  A cache made by another encoder, pooling, module list or text is recomputed, never reused; one that cannot be
+  written (a read-only workdir) is a warning.
   """
-  directory = os.path.join(workdir, EMBEDDINGS_DIR)
   array_path, meta_path = os.path.join(directory, f"{split}.npy"), os.path.join(directory, f"{split}.json")
   fingerprint = _fingerprint(model_config, sentences)
-  if os.path.isfile(meta_path) and os.path.isfile(array_path):
-    with open(meta_path) as f:
-      if json.load(f) == fingerprint:
-        return np.load(array_path)
+  cached = _cached(array_path, meta_path, fingerprint)
+  if cached is not None:
+    return cached
   logging.info("Embedding %d %s sentences with %s", len(sentences), split, model_config.encoder_path)
   embeddings_NxD = embed_sentences(load_encoder(model_config), sentences, model_config.pooling, batch_size)
-  os.makedirs(directory, exist_ok=True)
-  np.save(array_path, embeddings_NxD)
-  with open(meta_path, "w") as f:  # written last: it vouches for the array
-    json.dump(fingerprint, f)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    np.save(array_path, embeddings_NxD)
+    with open(meta_path, "w") as f:  # written last: it vouches for the array
+      json.dump(fingerprint, f)
+  except OSError as e:
+    warn(f"{directory}: cannot cache the {split} embeddings there ({e.strerror})")
   return embeddings_NxD
+
+
+def model_inputs(model_config: ml_collections.ConfigDict, sentences: Sequence[str], cache_dir: str | None = None,
+                 split: str = "") -> dict[str, np.ndarray]:
+  """Per-sentence inputs besides the words: a frozen transformer's embeddings (cached in cache_dir under
+  split's name when given), or the wordpiece ids and mask a fine-tuned one reads."""
+  if model_config.encoder != "transformer":
+    return {}
+  if not model_config.freeze_encoder:
+    return wordpieces(model_config.encoder_path, sentences)
+  if cache_dir is None:
+    return {"embedding": embed_sentences(load_encoder(model_config), sentences, model_config.pooling)}
+  return {"embedding": cached_embeddings(model_config, sentences, cache_dir, split)}
 
 
 def wordpieces(encoder_path: str | os.PathLike[str], sentences: Sequence[str]) -> dict[str, np.ndarray]:

@@ -2,13 +2,10 @@
 
 import dataclasses
 import functools
-import json
-import os
 
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import scipy.sparse
 
 from hsvae_jax import data
@@ -16,8 +13,8 @@ from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import objectives
 from hsvae_jax import probes
-from hsvae_jax import train
-from hsvae_jax.errors import InputError
+from hsvae_jax import workdir as layout
+from hsvae_jax.errors import InputError, warn
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
 
@@ -33,21 +30,11 @@ class TrainedModel:
 
 
 def load_trained(workdir: str) -> TrainedModel:
-  """The latest checkpoint's parameters with the config and vocabulary they were trained with."""
-  config = train.load_workdir_config(workdir)
-  vocab = data.Vocabulary.load(os.path.join(workdir, train.VOCAB_FILE))
+  """The newest restorable checkpoint's parameters with the config and vocabulary they were trained with."""
+  config = layout.load_config(workdir)
+  vocab = layout.load_vocab(workdir)
   model = make_model(config.model, len(vocab))
-  mngr = train.checkpoint_manager(workdir, read_only=True)
-  step = mngr.latest_step()
-  if step is None:
-    raise InputError(f"{workdir} holds no checkpoint; run `hsvae train` first")
-  abstract = jax.eval_shape(functools.partial(
-      train.create_train_state, model, train.make_optimizer(config.train)), jax.random.key(0))
-  # Restore onto this process's first device, whatever topology the run was trained on.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-  return TrainedModel(config, vocab, model, restored.state.params)
+  return TrainedModel(config, vocab, model, layout.restore_params(workdir))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -89,8 +76,9 @@ def _hoyer_variants(out: dict[str, np.ndarray]) -> dict[str, float]:
 def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   """ELBO terms and sparsity of the codes of `split`, with `probe` also linear-probe accuracies.
 
-  The result is also written to workdir/eval_<split>.json. Probes train on the codes of the training
-  split and score on `split`.
+  The result is also written to workdir/eval_<split>.json (a warning when it cannot be). Probes train on the
+  codes of the training split and score on `split`. `unk_rate` is the share of the split's words the
+  vocabulary does not know.
   """
   if split not in SPLITS:
     raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -99,13 +87,15 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   if probe:  # fail on a corpus without labels before the slow part
     for needed in ("train", split):
       probes.check_labels(corpus.labels[needed], needed)
-  encode_split = lambda name: _run_batches(
-      trained, trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length),
-      train.split_features(trained.config, corpus.sentences[name], workdir, name))
+  token_ids = {name: trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length)
+               for name in ({split, "train"} if probe else {split})}
+  encode_split = lambda name: _run_batches(trained, token_ids[name], embed.model_inputs(
+      trained.config.model, corpus.sentences[name], layout.embeddings_dir(workdir), name))
   out = encode_split(split)
   result = {
       "split": split,
       "num_sentences": len(out["code"]),
+      "unk_rate": data.unk_rate(token_ids[split]),
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
       "rec_nll": float(out["rec_nll"].mean()),
@@ -120,8 +110,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
     result |= probes.probe_metrics(
         scipy.sparse.csr_matrix(train_out["code"]), corpus.labels["train"], scipy.sparse.csr_matrix(out["code"]),
         corpus.labels[split], train_out["mu"], out["mu"], eval_split=split)
-  with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  layout.write_eval(workdir, split, result)
   return result
 
 
@@ -129,17 +118,12 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
   """Sparse codes, slab means and slab probabilities of sentences, each [N, Z], in input order."""
   if not sentences:
     raise InputError("no sentences to encode")
+  empty = sum(not sentence.split() for sentence in sentences)
+  if empty:
+    warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
   trained = load_trained(workdir)
   token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
-  config = trained.config
-  if config.model.encoder != "transformer":
-    features = {}
-  elif not config.model.freeze_encoder:
-    features = embed.wordpieces(config.model.encoder_path, sentences)
-  else:
-    features = {"embedding": embed.embed_sentences(embed.load_encoder(config.model), sentences,
-                                                   config.model.pooling)}
-  out = _run_batches(trained, token_ids, features)
+  out = _run_batches(trained, token_ids, embed.model_inputs(trained.config.model, sentences))
   return {name: out[name] for name in ("code", "mu", "slab_prob")}
 
 

@@ -8,7 +8,6 @@ import base64
 import dataclasses
 import html
 import io
-import json
 import os
 
 import matplotlib.figure
@@ -19,9 +18,9 @@ import scipy.sparse
 
 from hsvae_jax import data
 from hsvae_jax import evaluate
-from hsvae_jax import train
+from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
-from hsvae_jax.sweep import SWEEP_FILE, SWEEPABLE as GRID_NAMES
+from hsvae_jax.sweep import SWEEPABLE as GRID_NAMES
 
 FIGURE_FILE = "results.png"
 TABLE_FILE = "results.md"
@@ -68,27 +67,11 @@ class Run:
 
 
 def load_run(workdir: str) -> Run:
-  config = train.load_workdir_config(workdir)
-  results = {}
-  for split in evaluate.SPLITS:
-    path = os.path.join(workdir, f"eval_{split}.json")
-    if os.path.exists(path):
-      try:
-        with open(path) as f:
-          results[split] = json.load(f)
-      except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg}); rerun `hsvae evaluate`") from None
+  config = layout.load_config(workdir)
+  results = layout.read_evals(workdir)
   if not results:
     raise InputError(f"{workdir} holds no eval_<split>.json; run `hsvae evaluate --workdir {workdir}` first")
   return Run(workdir, config, results)
-
-
-def _load_sweep(workdir: str) -> list[dict] | None:
-  path = os.path.join(workdir, SWEEP_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def frontier_figure(sweeps: list[list[dict]]) -> matplotlib.figure.Figure:
@@ -118,7 +101,7 @@ def write_report(workdirs: list[str], output_dir: str) -> dict[str, str]:
   """
   if not workdirs:
     raise InputError("no workdirs to report on")
-  sweeps = {workdir: _load_sweep(workdir) for workdir in workdirs}
+  sweeps = {workdir: layout.read_sweep(workdir) for workdir in workdirs}
   expanded = [member["workdir"] for workdir in workdirs
               for member in (sweeps[workdir] or [{"workdir": workdir, "diverged": False}]) if not member["diverged"]]
   runs = [load_run(workdir) for workdir in expanded]
@@ -256,12 +239,12 @@ def _curves_figure(log: list[dict]) -> matplotlib.figure.Figure:
   return figure
 
 
-def _heatmap_figure(mean_DxC: np.ndarray, dims: np.ndarray) -> matplotlib.figure.Figure:
+def _heatmap_figure(mean_DxC: np.ndarray, dims: np.ndarray, classes: np.ndarray) -> matplotlib.figure.Figure:
   figure = matplotlib.figure.Figure(figsize=(1.2 + 0.45 * mean_DxC.shape[1], 1.0 + 0.3 * len(dims)),
                                     layout="constrained")
   ax = figure.subplots()
   image = ax.imshow(mean_DxC, aspect="auto", cmap="viridis")
-  ax.set_xticks(range(mean_DxC.shape[1]))
+  ax.set_xticks(range(len(classes)), [str(c) for c in classes])
   ax.set_yticks(range(len(dims)), [str(d) for d in dims])
   ax.set_xlabel("class")
   ax.set_ylabel("dimension")
@@ -269,19 +252,10 @@ def _heatmap_figure(mean_DxC: np.ndarray, dims: np.ndarray) -> matplotlib.figure
   return figure
 
 
-def _read_metrics_log(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, train.METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def _class_heatmap(activation_NxZ: np.ndarray, labels: np.ndarray, dims: np.ndarray) -> str:
-  classes = np.arange(labels.max() + 1)
-  mean_DxC = np.stack([activation_NxZ[labels == c][:, dims].mean(axis=0) if (labels == c).any()
-                       else np.zeros(len(dims)) for c in classes], axis=1)
-  return _img(_heatmap_figure(mean_DxC, dims), "mean activation per dimension and class")
+  classes = np.unique(labels)  # the classes present: a label's value may be any int64
+  mean_DxC = np.stack([activation_NxZ[labels == c][:, dims].mean(axis=0) for c in classes], axis=1)
+  return _img(_heatmap_figure(mean_DxC, dims, classes), "mean activation per dimension and class")
 
 
 def _dimension_html(d: int, sentences: list[str], code_N: np.ndarray, words: list[str], count_W: np.ndarray,
@@ -312,13 +286,13 @@ def _run_section(number: int, run: Run) -> str:
   dims = dims[used_Z[dims] > 0]
   esc = html.escape
   summary = ", ".join(f"{key} {_cell(run.result[key])}" for key in (*TABLE_KEYS, *PROBE_KEYS) if key in run.result)
-  log = _read_metrics_log(run.workdir)
+  log = layout.read_metrics(run.workdir)
   parts = [f'<section id="run-{number}">',
            f"<h2>{esc(run.corpus)} · {esc(run.model)}: <code>{esc(run.workdir)}</code></h2>",
            f"<p>{esc(run.split)} split ({len(sentences)} of {len(corpus.sentences[run.split])} sentences"
            f" encoded for this page): {esc(summary)}.</p>",
            "<h3>Training curves</h3>",
-           _img(_curves_figure(log), "training curves") if log else f"<p>No {train.METRICS_FILE}.</p>",
+           _img(_curves_figure(log), "training curves") if log else f"<p>No {layout.METRICS_FILE}.</p>",
            "<h3>Mean activation by class</h3>"]
   if labels is None:
     parts.append(f"<p>The {esc(run.split)} split has no labels.</p>")

@@ -1,31 +1,21 @@
 """A grid of hyperparameters trained as one vmapped, jitted program over a shared data stream."""
 
 import itertools
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from hsvae_jax import config_validation
 from hsvae_jax import evaluate
 from hsvae_jax import train
+from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 
-# Grid names and where each lives in the config.
-SWEEPABLE = {
-    "alpha": "hparams.alpha",
-    "beta": "hparams.beta",
-    "z_reg_weight": "hparams.z_reg_weight",
-    "gamma_reg_weight": "hparams.gamma_reg_weight",
-    "temperature": "hparams.temperature",
-    "learning_rate": "train.learning_rate",
-}
-SWEEP_FILE = "sweep.json"
-GRID_FILE = "grid.json"
-MEMBERS_DIR = "members"
+# Grid names and where each lives in the config: every field of HParams, and the learning rate.
+SWEEPABLE = {name: f"hparams.{name}" for name in HParams.__dataclass_fields__} | {"learning_rate": "train.learning_rate"}
 
 # Every member sees the same batch and step key; only the state and the hyperparameters are batched.
 sweep_step = jax.jit(jax.vmap(train.train_step, in_axes=(0, None, None, 0)), donate_argnums=0)
@@ -74,53 +64,49 @@ def _stack_state(state: train.TrainState, learning_rates: np.ndarray) -> train.T
   return stacked.replace(opt_state=opt_state)
 
 
-def _check_grid(workdir: str, grid: dict[str, list[float]], resuming: bool) -> None:
-  path = os.path.join(workdir, GRID_FILE)
-  if resuming and os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    if saved != grid:
-      raise InputError(f"{workdir} holds a sweep over another grid ({saved}); use a new --workdir")
-
-
 def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[float]],
           split: str = "valid") -> list[dict] | None:
   """Trains every member of the grid at once, then evaluates each (probes too when the corpus has labels).
 
-  Returns and writes sweep.json.
-
-  Returns None when preempted (the sweep's checkpoint is saved; run again to resume).
+  Returns and writes sweep.json; returns None when preempted (the sweep's checkpoint is saved; run again
+  to resume). Every member's config is validated before anything is written.
 
   Each member is also exported as an ordinary workdir under members/<name>/ (config, vocabulary,
   checkpoint with the data position), so `hsvae evaluate`, `encode` and `train` work on it alone.
   """
   members = members_of(grid)
-  run = train.prepare_run(config, workdir)
-  _check_grid(workdir, grid, run.resuming)
-  train.write_workdir(config, run.vocab, workdir)
-  with open(os.path.join(workdir, GRID_FILE), "w") as f:
-    json.dump(grid, f)
-
   configs = [member_config(config, member) for member in members]
-  hparams = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[HParams.from_config(c.hparams) for c in configs])
-  state = _stack_state(train.init_state(run), np.array([c.train.learning_rate for c in configs]))
-  state, diverged = train.train_loop(run, state, sweep_step, hparams)
-  if int(state.step.max()) < config.train.num_steps:
-    return None
-
-  results = []
-  for i, (member, member_cfg) in enumerate(zip(members, configs)):
-    member_dir = os.path.join(workdir, MEMBERS_DIR, member_name(member))
-    train.write_workdir(member_cfg, run.vocab, member_dir)
-    mngr = train.checkpoint_manager(member_dir, member_cfg.train)
-    train.save_checkpoint(mngr, jax.tree.map(lambda x, i=i: x[i], state), run.batches)
-    mngr.wait_until_finished()
-    mngr.close()
-    entry = dict(member) | {"workdir": member_dir, "diverged": bool(diverged[i])}
-    if not diverged[i]:
-      entry |= evaluate.evaluate(member_dir, split, probe=run.labelled)
-    results.append(entry)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
-      json.dump(results, f, indent=2)
+  config_validation.validate(config)  # the base config's own errors first, without a member's name
+  for member, member_cfg in zip(members, configs):
+    config_validation.validate(member_cfg, f"grid member {member_name(member)}: ")
+  with layout.lock(workdir):
+    run = train.prepare_run(config, workdir, sweep=True)
+    if run.resuming:
+      layout.check_grid(workdir, grid)
+    layout.write_grid(workdir, grid)  # first: it marks the workdir as a sweep's
+    layout.write_run(workdir, config, run.vocab, run.fingerprint)
+    hparams = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[HParams.from_config(c.hparams) for c in configs])
+    state = _stack_state(train.init_state(run), np.array([c.train.learning_rate for c in configs]))
+    state, diverged = train.train_loop(run, state, sweep_step, hparams)
+    if int(state.step.max()) < config.train.num_steps:
+      return None
+    results = [_export_member(run, member, member_cfg, jax.tree.map(lambda x, i=i: x[i], state), bool(diverged[i]),
+                              split) for i, (member, member_cfg) in enumerate(zip(members, configs))]
+    if jax.process_index() == 0:
+      layout.write_sweep(workdir, results)
   return results
+
+
+def _export_member(run: train.Run, member: dict[str, float], config: ml_collections.ConfigDict,
+                   state: train.TrainState, diverged: bool, split: str) -> dict:
+  """Writes a member as an ordinary workdir; evaluates it unless it diverged."""
+  member_dir = layout.member_dir(run.workdir, member_name(member))
+  layout.write_run(member_dir, config, run.vocab, run.fingerprint)
+  mngr = layout.checkpoint_manager(member_dir, config.train)
+  layout.save_checkpoint(mngr, state, run.batches)
+  mngr.wait_until_finished()
+  mngr.close()
+  entry = dict(member) | {"workdir": member_dir, "diverged": diverged}
+  if not diverged:
+    entry |= evaluate.evaluate(member_dir, split, probe=run.labelled)
+  return entry

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -43,7 +45,8 @@ def trained(tmp_path_factory):
 
 
 def test_train_evaluate_encode(trained, tmp_path):
-  assert sorted(os.listdir(trained)) == ["checkpoints", "config.json", "metrics.jsonl", "vocab.txt"]
+  assert sorted(os.listdir(trained)) == ["checkpoints", "config.json", "lock", "metrics.jsonl", "train_data.json",
+                                         "vocab.txt"]
   logged = [json.loads(line) for line in open(trained / "metrics.jsonl")]
   assert [m["step"] for m in logged] == [2, 4]
   assert {"loss", "rec_nll", "kl_z", "kl_gamma", "skipped_steps", "sentences_per_s"} <= set(logged[0])
@@ -51,7 +54,7 @@ def test_train_evaluate_encode(trained, tmp_path):
   result = json.loads(hsvae("evaluate", "--workdir", trained, "--split", "test").stdout)
   for key in ("rec_nll", "rec_nll_token", "kl_z", "kl_gamma", "hoyer", "hoyer_raw", "active_dims", "zero_fraction"):
     assert np.isfinite(result[key]), key
-  assert result["num_sentences"] == 60
+  assert result["num_sentences"] == 60 and 0.0 <= result["unk_rate"] < 0.5
   assert result == json.load(open(trained / "eval_test.json"))
 
   sentences = tmp_path / "in.txt"
@@ -142,3 +145,86 @@ def test_evaluate_and_encode_bad_input(trained, tmp_path):
   bad = hsvae("encode", "--workdir", trained, "--input", tmp_path / "bad.txt", "--output", tmp_path / "o.npz",
               expect=2)
   assert "bad.txt" in error_line(bad) and not (tmp_path / "o.npz").exists()
+
+
+def test_encode_names_the_file_it_wrote_and_warns_of_empty_lines(trained, tmp_path):
+  sentences = tmp_path / "in.txt"
+  sentences.write_text("a b\n\nc\n")
+  result = hsvae("encode", "--workdir", trained, "--input", sentences, "--output", tmp_path / "codes")
+  assert result.stdout.strip().endswith(f"wrote 3 codes to {tmp_path / 'codes.npz'}")
+  assert scipy.sparse.load_npz(tmp_path / "codes.npz").shape == (3, 8)
+  assert "hsvae: warning: 1 of the 3 sentences are empty" in result.stderr
+
+
+def test_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+  for output in (tmp_path / "missing" / "codes.npz", tmp_path):
+    # Neither the workdir nor the input exists: the output is checked first.
+    result = hsvae("encode", "--workdir", tmp_path / "none", "--input", tmp_path / "none.txt", "--output", output,
+                   expect=2)
+    assert error_line(result).startswith(f"hsvae: error: --output {output}")
+  embedded = hsvae("embed", "--encoder-path", tmp_path / "none", "--input", tmp_path / "none.txt", "--output",
+                   tmp_path, expect=2)
+  assert error_line(embedded) == f"hsvae: error: --output {tmp_path} is a directory; give a file name"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def get_config(:\n  pass\n", "bad.py, line 1: invalid syntax"),
+    ("def get_config():\n  x = 1\n  raise ValueError('no data')\n", "bad.py, line 3: ValueError: no data"),
+    ("import no_such_module_anywhere\n", "bad.py, line 1: ModuleNotFoundError"),
+    ("CONFIG = 1\n", "bad.py: defines no get_config() function"),
+])
+def test_a_config_file_that_fails_to_load_is_one_line_with_its_line(tmp_path, source, expected):
+  (tmp_path / "bad.py").write_text(source)
+  result = hsvae("train", "--config", tmp_path / "bad.py", "--workdir", tmp_path / "w", expect=2)
+  assert len(result.stderr.strip().splitlines()) == 1 and expected in error_line(result)
+
+
+def test_invalid_config_values_are_each_one_line_and_nothing_is_written(tmp_path):
+  result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", "--config.train.learning_rate=-1",
+                 "--config.hparams.alpha=0", expect=2)
+  assert result.stderr.strip().splitlines()[-2:] == [
+      "hsvae: error: hparams.alpha=0.0: must be a finite number in (0, inf)",
+      "hsvae: error: train.learning_rate=-1.0: must be a finite number in (0, inf)"]
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_second_trainer_exits_2_naming_the_holder(tmp_path):
+  from hsvae_jax import workdir as layout
+  (tmp_path / "w").mkdir()
+  with layout.lock(str(tmp_path / "w")):
+    result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, expect=2)
+  assert f"in use by another process (PID {os.getpid()})" in error_line(result)
+  assert os.listdir(tmp_path / "w") == ["lock"]
+
+
+def test_divergence_exits_1_naming_the_step_and_the_last_good_checkpoint(tmp_path):
+  result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY,
+                 "--config.train.learning_rate=1000", "--config.train.checkpoint_every=1", expect=1)
+  assert "Traceback" not in result.stderr
+  assert error_line(result).startswith("hsvae: error: training diverged at step 2 (loss ")
+  assert error_line(result).endswith(f"the last good checkpoint is step 1 in {tmp_path / 'w' / 'checkpoints'}")
+  assert os.listdir(tmp_path / "w" / "checkpoints") == ["1"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+  workdir = tmp_path / "w"
+  slow = ["--config.train.num_steps=100000", "--config.train.log_every=1", "--config.train.checkpoint_every=100000"]
+  process = subprocess.Popen([sys.executable, "-m", "hsvae_jax.cli", "train", "--config", QUICKSTART,
+                              "--workdir", str(workdir), *TINY, *slow], stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and not (workdir / "metrics.jsonl").is_file():
+      time.sleep(0.5)
+    while time.time() < deadline and not (workdir / "metrics.jsonl").read_text():
+      time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=120)[1]
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  assert process.returncode == 130, stderr[-3000:]
+  assert "Traceback" not in stderr
+  steps = os.listdir(workdir / "checkpoints")  # no *.orbax-checkpoint-tmp
+  assert len(steps) == 1 and stderr.strip().splitlines()[-1] == (
+      f"hsvae: interrupted: checkpoint saved at step {steps[0]}; run again to resume")

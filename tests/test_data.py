@@ -238,6 +238,10 @@ def test_a_valid_only_tfds_corpus_is_carved_into_three_splits(monkeypatch):
      "train_class_label.txt", "line 2: 'positive' is not a non-negative integer"),
     ({"train.txt": "a\nb\n", "train_class_label.txt": "1\n-1\n"}, "train_class_label.txt",
      "line 2"),
+    ({"train.txt": "a\nb\n", "train_class_label.txt": "0\n9223372036854775808\n"}, "train_class_label.txt",
+     "line 2: label 9223372036854775808 does not fit in int64"),
+    ({"train.txt": "a\nb\n", "train_class_label.txt": "0\n1000000000\n"}, "train_class_label.txt",
+     "label 1000000000 implies more classes than the corpus's 2 sentences"),
     ({"train.txt": "a\n", "valid.txt": ""}, "valid.txt", "no sentences"),
     ({"train.txt": "a\n", "vocab.txt": "a\na\n"}, "vocab.txt", "listed twice"),
 ])

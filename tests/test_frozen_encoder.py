@@ -21,6 +21,7 @@ from hsvae_jax import embed
 from hsvae_jax import evaluate
 from hsvae_jax import objectives
 from hsvae_jax import train
+from hsvae_jax import workdir as layout
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents.topk_sae import topk_relu
@@ -68,20 +69,20 @@ def test_embeddings_are_cached_and_recomputed_for_other_text_or_pooling(tmp_path
   model_config = default_config.get_config().model
   model_config.encoder, model_config.encoder_path = "transformer", str(model_dir)
   sentences = ["the cat sat", "a dog ran far away", "the mat"]
-  workdir = str(tmp_path / "run")
-  first = embed.cached_embeddings(model_config, sentences, workdir, "train")
+  cache_dir = layout.embeddings_dir(str(tmp_path / "run"))
+  first = embed.cached_embeddings(model_config, sentences, cache_dir, "train")
   np.testing.assert_allclose(first, embed.embed_sentences(bert.load_pretrained(model_dir), sentences), atol=1e-6)
-  assert sorted(os.listdir(os.path.join(workdir, embed.EMBEDDINGS_DIR))) == ["train.json", "train.npy"]
+  assert sorted(os.listdir(cache_dir)) == ["train.json", "train.npy"]
 
   loads = []
   load_pretrained = bert.load_pretrained
   monkeypatch.setattr(bert, "load_pretrained",
                       lambda *args, **kwargs: loads.append(args) or load_pretrained(*args, **kwargs))
-  np.testing.assert_array_equal(embed.cached_embeddings(model_config, sentences, workdir, "train"), first)
+  np.testing.assert_array_equal(embed.cached_embeddings(model_config, sentences, cache_dir, "train"), first)
   assert not loads
-  assert embed.cached_embeddings(model_config, sentences[:2], workdir, "train").shape == (2, 8)
+  assert embed.cached_embeddings(model_config, sentences[:2], cache_dir, "train").shape == (2, 8)
   model_config.pooling = "cls"
-  cls = embed.cached_embeddings(model_config, sentences[:2], workdir, "train")
+  cls = embed.cached_embeddings(model_config, sentences[:2], cache_dir, "train")
   assert len(loads) == 2 and not np.allclose(cls, first[:2])
 
 
@@ -91,15 +92,15 @@ def test_the_module_list_is_part_of_the_embedding_cache_fingerprint(tmp_path):
   model_config = default_config.get_config().model
   model_config.encoder, model_config.encoder_path = "transformer", str(model_dir)
   sentences = ["the cat sat", "a dog ran far away", "the mat"]
-  workdir = str(tmp_path / "run")
-  normalised = embed.cached_embeddings(model_config, sentences, workdir, "train")
+  cache_dir = layout.embeddings_dir(str(tmp_path / "run"))
+  normalised = embed.cached_embeddings(model_config, sentences, cache_dir, "train")
   np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-6)
   model_config.modules_json = False
-  raw = embed.cached_embeddings(model_config, sentences, workdir, "train")
+  raw = embed.cached_embeddings(model_config, sentences, cache_dir, "train")
   assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
   np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), normalised, atol=1e-6)
   del model_config["modules_json"]  # a workdir's config from before the key: trained without the list
-  np.testing.assert_array_equal(embed.cached_embeddings(model_config, sentences, workdir, "train"), raw)
+  np.testing.assert_array_equal(embed.cached_embeddings(model_config, sentences, cache_dir, "train"), raw)
 
 
 def test_embedding_nll_is_the_gaussian_log_density():
@@ -140,7 +141,7 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
   else:
     assert result["zero_fraction"] > 0.3, result
   assert ("mse" in result) == (decoder == "embedding")
-  cached = sorted(os.listdir(os.path.join(workdir, embed.EMBEDDINGS_DIR)))
+  cached = sorted(os.listdir(os.path.join(workdir, layout.EMBEDDINGS_DIR)))
   assert cached == ["test.json", "test.npy", "train.json", "train.npy"]
   # New sentences are embedded on the fly, not from the cache.
   codes = evaluate.encode(workdir, ["a sentence the corpus never had", "another"])["code"]
@@ -148,14 +149,14 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["--config.model.latent=topk_sae"], "set model.decoder=embedding"),
+    (["--config.model.latent=topk_sae", "--config.model.topk_k=4"], "set model.decoder=embedding"),
     (["--config.model.decoder=embedding"], "set model.encoder=transformer"),
     (["--config.model.encoder=transformer"], "needs model.encoder_path"),
     (["--config.model.encoder=transformer", "--config.model.encoder_path=/no/such/model"], "no such file"),
     (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp", "--config.model.decoder=embedding",
       "--config.model.freeze_encoder=false"], "set model.freeze_encoder=true"),
     (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp", "--config.model.pooling=max"],
-     "unknown pooling 'max'"),
+     "model.pooling='max': must be one of mean, cls"),
 ])
 def test_bad_encoder_settings_exit_2(tmp_path, overrides, message):
   result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, *overrides, expect=2)
@@ -189,7 +190,7 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   assert max(jax.tree.leaves(moved)) > 0, "the transformer was not fine-tuned"
   result = evaluate.evaluate(str(tmp_path / "run"), "test")
   assert np.isfinite(result["rec_nll"]) and result["num_sentences"] == 60
-  assert not os.path.exists(tmp_path / "run" / embed.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning
+  assert not os.path.exists(tmp_path / "run" / layout.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning
   assert evaluate.encode(str(tmp_path / "run"), sentences)["code"].shape == (3, 8)
 
 
@@ -199,6 +200,6 @@ def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(tm
   hsvae("train", "--config", QUICKSTART, "--workdir", workdir, *TINY, "--config.model.encoder=transformer",
         f"--config.model.encoder_path={model_dir}", "--config.model.decoder=embedding",
         "--config.model.latent=topk_sae", "--config.model.topk_k=3")
-  assert sorted(os.listdir(workdir / embed.EMBEDDINGS_DIR)) == ["train.json", "train.npy"]
+  assert sorted(os.listdir(workdir / layout.EMBEDDINGS_DIR)) == ["train.json", "train.npy"]
   result = json.loads(hsvae("evaluate", "--workdir", workdir, "--split", "test", "--probe").stdout)
   assert result["latent"] == "topk_sae" and result["active_dims"] <= 3 and 0 <= result["probe_accuracy"] <= 1

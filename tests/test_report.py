@@ -139,3 +139,9 @@ def test_workdir_without_evaluation_is_refused(workdirs, tmp_path):
   with pytest.raises(InputError, match=rf"{unevaluated} holds no eval_<split>\.json; run `hsvae evaluate"):
     report.write_report([workdirs[0], str(unevaluated)], str(tmp_path / "out"))
   assert not (tmp_path / "out").exists()
+
+
+def test_class_heatmap_sizes_by_the_classes_present_not_the_largest_label():
+  activation_NxZ = np.abs(np.random.default_rng(0).normal(size=(4, 3)))
+  labels = np.array([0, 10**12, 10**12, 7])  # an int64 label that once made `report` allocate 8 TB
+  assert report._class_heatmap(activation_NxZ, labels, np.arange(3)).startswith('<img alt="mean activation')

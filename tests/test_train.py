@@ -13,6 +13,7 @@ import pytest
 from hsvae_jax import data
 from hsvae_jax import default_config
 from hsvae_jax import train
+from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import make_model
@@ -64,7 +65,7 @@ def test_non_finite_update_is_skipped_and_counted():
 
 
 def _read_metrics(workdir):
-  with open(os.path.join(workdir, train.METRICS_FILE)) as f:
+  with open(os.path.join(workdir, layout.METRICS_FILE)) as f:
     return [{k: v for k, v in json.loads(line).items() if k != "sentences_per_s"} for line in f]
 
 
@@ -102,7 +103,7 @@ def test_checkpoint_of_another_config_is_refused_and_nothing_is_overwritten(tmp_
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
   files = {name: open(os.path.join(workdir, name), "rb").read()
-           for name in (train.CONFIG_FILE, train.VOCAB_FILE, train.METRICS_FILE)}
+           for name in (layout.CONFIG_FILE, layout.VOCAB_FILE, layout.METRICS_FILE)}
   config.model.latent_dim = 4
   with pytest.raises(InputError, match="model.latent_dim"):
     train.train_and_evaluate(config, workdir)
@@ -128,3 +129,14 @@ def test_vocabulary_keeps_the_first_vocab_size_words_of_the_corpus_file(tmp_path
   assert vocab.encode("the a of b", 10).tolist() == [3, 4, 2, 2, 1]  # <UNK> is 2, <EOS> 1
   data_config.vocab_size = 20_000
   assert len(train.prepare_vocabulary(corpus, data_config, str(tmp_path), resuming=False)) == 3 + 4
+
+
+def test_a_vocabulary_under_which_most_training_words_are_unknown_is_warned_of(tmp_path, capfd):
+  folder = tmp_path / "corpus"
+  folder.mkdir()
+  (folder / "train.txt").write_text("\n".join(data.load_corpus(tiny_config().data).sentences["train"]) + "\n")
+  (folder / "vocab.txt").write_text("zebra\nquartz\n")  # another corpus's
+  config = tiny_config()
+  config.data.name, config.data.dir = "dir", str(folder)
+  train.prepare_run(config, str(tmp_path / "run"))
+  assert "hsvae: warning: 100% of the training tokens are unknown to the vocabulary" in capfd.readouterr().err

@@ -3,7 +3,7 @@
 from hsvae_jax.data.corpus import Corpus, load_corpus, read_labels, read_lines, read_vocab
 from hsvae_jax.data.pipeline import bucket_length, eval_batches, train_dataset
 from hsvae_jax.data.synthetic import make_synthetic_corpus
-from hsvae_jax.data.tokenizer import EOS, PAD, UNK, Vocabulary
+from hsvae_jax.data.tokenizer import EOS, PAD, UNK, Vocabulary, unk_rate
 
 __all__ = [
     "Corpus",
@@ -19,4 +19,5 @@ __all__ = [
     "read_lines",
     "read_vocab",
     "train_dataset",
+    "unk_rate",
 ]

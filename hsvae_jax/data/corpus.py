@@ -11,6 +11,7 @@ import numpy as np
 from hsvae_jax.errors import InputError
 
 SPLITS = ("train", "valid", "test")
+_INT64_MAX = np.iinfo(np.int64).max
 # Corpora, and the splits carved from them, must not change with the model seed or the machine.
 _CORPUS_SEED = 0
 
@@ -58,6 +59,8 @@ def read_labels(path: str | os.PathLike[str], num_sentences: int) -> np.ndarray:
     text = line.strip()
     if not (text.isascii() and text.isdigit()):
       raise InputError(f"{path}, line {number}: {line!r} is not a non-negative integer label")
+    if int(text) > _INT64_MAX:
+      raise InputError(f"{path}, line {number}: label {text} does not fit in int64")
     labels.append(int(text))
   if len(labels) != num_sentences:
     raise InputError(f"{path}: {len(labels)} labels for {num_sentences} sentences")
@@ -124,7 +127,18 @@ def _load_dir(data_config: ml_collections.ConfigDict) -> Corpus:
     labels[split] = (
         read_labels(label_path, len(sentences[split])) if label_path.exists() else None
     )
+  _check_num_classes(folder, sentences, labels)
   return Corpus(sentences, labels, _optional_vocab(folder), _num_classes(labels), folder.name)
+
+
+def _check_num_classes(folder: pathlib.Path, sentences: dict[str, list[str]],
+                       labels: dict[str, np.ndarray | None]) -> None:
+  """Refuses labels implying more classes than the corpus has sentences: a label file gone wrong."""
+  total = sum(map(len, sentences.values()))
+  for split, y in labels.items():
+    if y is not None and int(y.max()) >= total:
+      raise InputError(f"{folder / f'{split}_class_label.txt'}: label {int(y.max())} implies more classes than the"
+                       f" corpus's {total} sentences")
 
 
 def _load_synthetic(data_config: ml_collections.ConfigDict) -> Corpus:
@@ -155,6 +169,7 @@ _LOADERS: dict[str, Callable[[ml_collections.ConfigDict], Corpus]] = {
     "yahoo": _load_tfds,
     "yelp": _load_tfds,
 }
+CORPORA = tuple(_LOADERS)  # the values data.name may take
 
 
 def load_corpus(data_config: ml_collections.ConfigDict) -> Corpus:

@@ -76,3 +76,10 @@ class Vocabulary:
         break
       words.append(self._words[i])
     return " ".join(words)
+
+
+def unk_rate(token_ids: Sequence[np.ndarray]) -> float:
+  """The share of word tokens (EOS aside) that are unknown to the vocabulary that encoded them."""
+  ids = np.concatenate(token_ids) if len(token_ids) else np.zeros(0, np.int32)
+  words = ids[ids != EOS]
+  return float((words == UNK).mean()) if len(words) else 0.0
