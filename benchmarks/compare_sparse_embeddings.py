@@ -82,14 +82,14 @@ def share_embeddings(config, corpus_data: data.Corpus, cache_dir: str, workdir: 
   return time.perf_counter() - start
 
 
-def dense_baseline(cache_dir: str, corpus_data: data.Corpus) -> dict:
+def dense_baseline(cache_dir: str, corpus_data: data.Corpus, split: str = "test") -> dict:
   """The MiniLM embedding itself, probed and measured like a code."""
-  load = lambda split: np.load(os.path.join(layout.embeddings_dir(cache_dir), f"{split}.npy"))
-  train_x, test_x = load("train"), load("test")
-  train_y, test_y = corpus_data.labels["train"], corpus_data.labels["test"]
+  load = lambda name: np.load(os.path.join(layout.embeddings_dir(cache_dir), f"{name}.npy"))
+  train_x, test_x = load("train"), load(split)
+  train_y, test_y = corpus_data.labels["train"], corpus_data.labels[split]
   return metrics.sparsity(test_x) | {
-      "probe_accuracy": probes.probe_accuracy(train_x, train_y, test_x, test_y, eval_split="test"),
-      "probe_accuracy_n10": probes.few_shot_accuracy(train_x, train_y, test_x, test_y, 10, eval_split="test"),
+      "probe_accuracy": probes.probe_accuracy(train_x, train_y, test_x, test_y, eval_split=split),
+      "probe_accuracy_n10": probes.few_shot_accuracy(train_x, train_y, test_x, test_y, 10, eval_split=split),
   }
 
 

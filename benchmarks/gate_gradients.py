@@ -20,7 +20,6 @@ With --output, writes its section of OUTPUT/results.md.
 import argparse
 import functools
 import os
-import shlex
 import sys
 
 from absl import logging
@@ -122,7 +121,7 @@ def study(args: argparse.Namespace) -> dict:
 
 
 def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> str:
-  command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/gate_gradients.py", *argv])
+  command = results_doc.command("gate_gradients.py", argv)
   lines = [f"## Gradients reaching the gate heads ({args.corpus}, variant `{args.variant}`)", "",
            "Written by `benchmarks/gate_gradients.py`; the command:", "", f"    {command}", "",
            f"{args.sentences} training sentences, {args.draws} posterior draws at each step. Gradients of the "

@@ -12,7 +12,6 @@ Results go to WORKDIR/<variant>/eval_<split>.json and, with --output, to a secti
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -46,6 +45,9 @@ VARIANTS = {
                              "the same under the concentrated prior."),
     "evidence_warmup": ({"model.gate": "evidence", "hparams.warmup_steps": 200},
                         "evidence gates, KL_gamma rising from 0 over the first 200 steps."),
+    "recipe": ({"model.gate": "evidence", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
+                "hparams.target_active": 0.5},
+               "the default recipe as configs/quickstart.py ships it (evidence gates, usage KL, gate entropy, knob 0.5)."),
     "decided": ({"hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 1.0, "hparams.gamma_reg_weight": 0.0},
                 "the paper's gates, KL_gamma replaced by the batch-usage KL and the charge for undecided gates."),
 }
@@ -77,7 +79,8 @@ def parse_value(text: str):
 
 
 def variant_config(args: argparse.Namespace, overrides: dict):
-  config = default_config.from_file(os.path.join(CONFIGS_DIR, "quickstart.py"))
+  # Variants are changes to the paper's model at the quickstart's sizes.
+  config = default_config.use_paper_model(default_config.from_file(os.path.join(CONFIGS_DIR, "quickstart.py")))
   config.data.name = args.corpus
   config.data.dir = os.path.join(args.data_root, args.corpus)
   config.data.max_length = 16 if args.corpus == "yelp" else 32
@@ -117,6 +120,31 @@ def summary(name: str, r: dict) -> str:
           f"rec {r['rec_nll']:.1f}")
 
 
+def write_results(args: argparse.Namespace, argv: list[str]) -> str:
+  """A table of every finished run under --workdir on --split: this invocation's and earlier ones'."""
+  command = results_doc.command("gate_study.py", argv)
+  lines = [f"## Gate study: every run under {args.workdir} ({args.split} split)", "",
+           "Written by `benchmarks/gate_study.py` (runs accumulate over invocations); the last command:", "",
+           f"    {command}", "",
+           *[f"- `{name}`: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'no change'}: {why}"
+             for name, (overrides, why) in VARIANTS.items()], "",
+           "Run names are `<corpus><dims>_<steps>_<variant>[_<extra override><value>]`.", "",
+           "| run | probe | probe mu | n10 | zeros | active | dims used | Jaccard | usage entropy | gate std | rec_nll |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for name in sorted(os.listdir(args.workdir)):
+    path = os.path.join(args.workdir, name, f"eval_{args.split}.json")
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      r = json.load(f)
+    lines.append(f"| {name} | {r['probe_accuracy']:.3f} | {r['probe_accuracy_mu']:.3f} | {r['probe_accuracy_n10']:.3f} | "
+                 f"{r['zero_fraction']:.2f} | {r['active_dims']:.1f} | {r['dims_used']} | {r['active_jaccard']:.2f} | "
+                 f"{r['usage_entropy']:.2f} | {r.get('gate_std', 0):.3f} | {r['rec_nll']:.1f} |")
+  path = os.path.join(args.output, "results.md")
+  results_doc.write_section(path, f"gate-study-{args.split}", "\n".join(lines))
+  return path
+
+
 def main(argv: list[str]) -> None:
   args = parse_args(argv)
   logging.set_verbosity(logging.WARNING)
@@ -127,6 +155,8 @@ def main(argv: list[str]) -> None:
     workdir = os.path.join(args.workdir, run_name(args, name))
     results[name] = train_and_evaluate(variant_config(args, overrides), workdir, args.split)
     print(summary(run_name(args, name), results[name]), flush=True)
+  if args.output:
+    print(write_results(args, argv))
 
 
 if __name__ == "__main__":

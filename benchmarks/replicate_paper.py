@@ -59,7 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_config(args: argparse.Namespace, corpus: str, latent: str, latent_dim: int):
-  config = default_config.from_file(os.path.join(CONFIGS_DIR, f"{corpus}.py"))
+  # The paper's HSVAE, not the default recipe: this is the replication.
+  config = default_config.use_paper_model(default_config.from_file(os.path.join(CONFIGS_DIR, f"{corpus}.py")))
   config.data.dir = budget.first_sentences(os.path.join(args.data_root, corpus), args.max_sentences,
                                            os.path.join(args.workdir, "data", corpus))
   config.data.vocab_size = args.vocab_size

@@ -2,6 +2,12 @@
 
 import os
 import re
+import shlex
+
+
+def command(script: str, argv: list[str]) -> str:
+  """The shell command that reruns benchmarks/<script> with argv, as the sections quote it."""
+  return " ".join(shlex.quote(a) for a in [".venv/bin/python", f"benchmarks/{script}", *argv])
 
 
 def write_section(path: str, name: str, markdown: str) -> None:

@@ -15,7 +15,6 @@ OUTPUT/frontier_<family>.png and a section of OUTPUT/results.md.
 import argparse
 import json
 import os
-import shlex
 import sys
 
 from absl import logging
@@ -118,7 +117,7 @@ def plot(panels: dict[str, list[dict]], path: str) -> None:
 
 
 def write_results(args: argparse.Namespace, argv: list[str], panels: dict[str, list[dict]]) -> str:
-  command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/sparsity_frontier.py", *argv])
+  command = results_doc.command("sparsity_frontier.py", argv)
   figure = f"frontier_{args.family}.png"
   plot(panels, os.path.join(args.output, figure))
   lines = [f"## Sparsity-accuracy frontier ({args.family}, {args.split} split)", "",

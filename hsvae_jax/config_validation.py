@@ -18,6 +18,7 @@ from hsvae_jax.data.tokenizer import RESERVED
 from hsvae_jax.encoders.bert import POOLINGS
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents import KL_ESTIMATORS, LATENTS
+from hsvae_jax.latents.hsvae import GATES
 from hsvae_jax.models import DTYPES
 from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS
 
@@ -98,6 +99,7 @@ RULES: dict[str, Check] = {
     "model.dtype": choice(*DTYPES),
     "model.token_capacity": real(0, 1, low_open=True),
     "model.kl_z": choice(*KL_ESTIMATORS),
+    "model.gate": choice(*GATES),
     "model.spike_scale": positive(),
     "model.slab_scale": positive(),
     "model.matvae_spike_weight": real(0, 1),
@@ -110,6 +112,10 @@ RULES: dict[str, Check] = {
     "hparams.z_reg_weight": real(0),
     "hparams.gamma_reg_weight": real(0),
     "hparams.temperature": positive(),
+    "hparams.target_active": real(0, 1, high_open=True),
+    "hparams.usage_weight": real(0),
+    "hparams.gate_entropy_weight": real(0),
+    "hparams.warmup_steps": real(0),
     "train.num_steps": integer(1),
     "train.batch_size": integer(1),
     "train.learning_rate": positive(),

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from hsvae_jax import sweep
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import HSVAELatent
+from conftest import tiny_config
 
 HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
              gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
@@ -113,3 +115,19 @@ def test_evidence_analytic_kl_z_bounds_the_mc_estimate():
 
   (analytic, _), (mc, mc_stderr) = mean_kl("analytic"), mean_kl("mc")
   assert analytic >= mc - 3 * mc_stderr
+
+
+def test_target_active_is_a_knob_a_sweep_turns(tmp_path):
+  """Trained on synthetic topics, codes use about the share of dims asked for, different dims per sentence."""
+  config = tiny_config()
+  config.model.latent_dim = 16
+  config.data.synthetic.num_sentences = 2000
+  config.train.num_steps = 300
+  config.train.log_every = 100
+  config.train.checkpoint_every = 300
+  config.train.learning_rate = 3e-3
+  results = sweep.sweep(config, str(tmp_path / "sweep"), {"target_active": [0.25, 0.75]}, split="test")
+  share = [1 - r["zero_fraction"] for r in results]
+  assert share[0] < share[1] - 0.2, share
+  assert abs(share[0] - 0.25) < 0.15 and abs(share[1] - 0.75) < 0.15, share
+  assert results[0]["active_jaccard"] < 0.6 and results[0]["gate_std"] > 0.15, results[0]

@@ -31,6 +31,9 @@ def test_every_config_file_is_valid(name):
     ("model.freeze_encoder", 1, "true or false"),
     ("data.length_buckets", (16, 8), "a non-empty increasing list, each an integer >= 1"),
     ("mesh.data", 0, "-1 (every device) or an integer >= 1"),
+    ("hparams.target_active", 1.0, "a finite number in [0, 1)"),
+    ("hparams.usage_weight", -1.0, "a finite number in [0, inf)"),
+    ("model.gate", "bernoulli", "one of beta, evidence"),
 ])
 def test_a_bad_value_is_refused_naming_key_value_and_range_before_the_workdir_is_touched(tmp_path, key, value,
                                                                                           allowed):
