@@ -2,4 +2,12 @@
 
 from hsvae_jax.prior import HierarchicalSpikeSlab, SpikeAndSlab
 
-__all__ = ["HierarchicalSpikeSlab", "SpikeAndSlab"]
+__all__ = ["HierarchicalSpikeSlab", "SpikeAndSlab", "load"]
+
+
+def __getattr__(name: str):
+  # hsvae_jax.load imports the model, training and data code: only when asked for.
+  if name == "load":
+    from hsvae_jax.api import load  # pylint: disable=g-import-not-at-top
+    return load
+  raise AttributeError(f"module 'hsvae_jax' has no attribute {name!r}")

@@ -16,11 +16,13 @@ DIVERGED_EXIT_CODE = 1
 BAD_INPUT_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, so supervisors see the run did not finish
-COMMANDS = ("train", "evaluate", "encode", "sweep", "report", "embed")
+COMMANDS = ("train", "evaluate", "encode", "decode", "explore", "sweep", "report", "embed")
 USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
   hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
   hsvae evaluate --workdir DIR [--split valid|test|train] [--probe]
   hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]
+  hsvae decode --workdir DIR --input FILE.npz [--max-length N] [--seed S]
+  hsvae explore --workdir DIR --input FILE [--max-length N]
   hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]
   hsvae report --workdir DIR [DIR ...] --output OUT
   hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N] [--nomodules-json]"""
@@ -44,6 +46,9 @@ _BATCH_SIZE = flags.DEFINE_integer("batch-size", 64, "`embed`: sentences per bat
 _MODULES_JSON = flags.DEFINE_bool("modules-json", True, "`embed`: apply the model directory's sentence-transformers "
                                   "modules.json (its pooling, Normalize), as SentenceTransformer.encode does.")
 _PRINT = flags.DEFINE_bool("print", False, "`encode` also prints each sentence's non-zero dimensions.")
+_MAX_LENGTH = flags.DEFINE_integer("max-length", None, "`decode`, `explore`: tokens a generated sentence may take "
+                                   "(<EOS> included); the model's data.max_length by default.")
+_SEED = flags.DEFINE_integer("seed", None, "`decode`: sample the words with this seed instead of taking the likeliest.")
 
 
 def _fail(message: str, code: int = BAD_INPUT_EXIT_CODE) -> None:
@@ -150,23 +155,49 @@ def _output_file(path: str, suffix: str) -> str:
 def _encode() -> None:
   _require(_WORKDIR, _INPUT, _OUTPUT)
   output = _output_file(_OUTPUT.value, ".npz")
-  from hsvae_jax import evaluate
+  from hsvae_jax import api
   from hsvae_jax.data import read_lines
   sentences = read_lines(_INPUT.value)
-  codes = evaluate.encode(_WORKDIR.value, sentences)
-  evaluate.save_codes(output, codes)
+  codes = api.load(_WORKDIR.value).encode(sentences)
+  codes.save(output)
   if _PRINT.value:
-    for sentence, code in zip(sentences, codes["code"]):
-      nonzero = {int(i): round(float(code[i]), 3) for i in code.nonzero()[0]}
-      print(f"{sentence}\n  {len(nonzero)} non-zero dims: {nonzero}")
+    for sentence, code in zip(sentences, codes.codes):
+      print(f"{sentence}\n  {code.nnz} non-zero dims: {_active(code)}")
   print(f"wrote {len(sentences)} codes to {output}")
 
 
-def _enable_compilation_cache() -> None:
-  """Reuses compiled steps across runs (JAX_COMPILATION_CACHE_DIR overrides where)."""
+def _active(code) -> dict[int, float]:
+  """A CSR row's non-zero dimensions and their values."""
+  return {int(i): round(float(v), 3) for i, v in zip(code.indices, code.data)}
+
+
+def _decode() -> None:
+  _require(_WORKDIR, _INPUT)
   import jax
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/hsvae-jax/xla"))
+  from hsvae_jax import api
+  codes = api.load_codes(_INPUT.value)
+  key = None if _SEED.value is None else jax.random.key(_SEED.value)
+  for sentence in api.load(_WORKDIR.value).decode(codes, _MAX_LENGTH.value, key):
+    print(sentence)
+
+
+def _explore() -> None:
+  """Each sentence's active dimensions, its greedy reconstruction, and what each dimension switched off changes."""
+  _require(_WORKDIR, _INPUT)
+  import numpy as np
+  from hsvae_jax import api
+  from hsvae_jax.data import read_lines
+  sentences = read_lines(_INPUT.value)
+  model = api.load(_WORKDIR.value)
+  codes = model.encode(sentences).codes
+  for sentence, code in zip(sentences, codes):
+    active = _active(code)
+    dense = code.toarray()[0]
+    switched_off = [np.where(np.arange(len(dense)) == dim, 0.0, dense) for dim in active]
+    decoded = model.decode(np.stack([dense, *switched_off]), _MAX_LENGTH.value)
+    print(f"{sentence}\n  {len(active)} active dims: {active}\n  decoded: {decoded[0]}")
+    for dim, text in zip(active, decoded[1:]):
+      print(f"  without {dim}: {text}")
 
 
 def _sweep() -> None:
@@ -200,9 +231,11 @@ def _embed() -> None:
 
 
 def main(argv: list[str]) -> None:
-  command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "sweep": _sweep,
+  command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "decode": _decode, "explore": _explore,
+             "sweep": _sweep,
              "report": lambda: _report(argv[2:]), "embed": _embed}[argv[1]]
-  _enable_compilation_cache()
+  from hsvae_jax import api
+  api.enable_compilation_cache()
   try:
     command()
   except InputError as error:
@@ -215,7 +248,6 @@ def main(argv: list[str]) -> None:
   except KeyboardInterrupt:
     print("hsvae: interrupted", file=sys.stderr)
     sys.exit(INTERRUPTED_EXIT_CODE)
-
 
 
 def run() -> None:

@@ -125,10 +125,3 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
   token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
   out = _run_batches(trained, token_ids, embed.model_inputs(trained.config.model, sentences))
   return {name: out[name] for name in ("code", "mu", "slab_prob")}
-
-
-def save_codes(path: str, codes: dict[str, np.ndarray]) -> None:
-  """The codes as CSR in scipy's npz layout (scipy.sparse.load_npz reads it), with mu and slab_prob beside."""
-  csr = scipy.sparse.csr_matrix(codes["code"])
-  np.savez_compressed(path, format=np.array(b"csr"), shape=np.array(csr.shape), data=csr.data,
-                      indices=csr.indices, indptr=csr.indptr, mu=codes["mu"], slab_prob=codes["slab_prob"])
