@@ -2,7 +2,8 @@
 
 from hsvae_jax.prior import HierarchicalSpikeSlab, SpikeAndSlab
 
-__all__ = ["HierarchicalSpikeSlab", "SpikeAndSlab", "load"]
+__version__ = "0.1.0"
+__all__ = ["HierarchicalSpikeSlab", "SpikeAndSlab", "__version__", "load"]
 
 
 def __getattr__(name: str):

@@ -110,6 +110,10 @@ def _parse(argv: list[str]) -> list[str]:
   if len(argv) > 1 and argv[1] in ("-h", "--help", "help"):
     print(USAGE)
     sys.exit(0)
+  if argv[1:] == ["--version"]:
+    from hsvae_jax import __version__
+    print(f"hsvae {__version__}")
+    sys.exit(0)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(USAGE, file=sys.stderr)
     _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "a command is required")
