@@ -211,13 +211,19 @@ def test_a_valid_only_tfds_corpus_is_carved_into_three_splits(monkeypatch):
     assert (name, manual_dir, data_dir) == ("yelp", "", "")
     return {"valid": ([f"s{i}" for i in range(50)], np.arange(50) % 2)}
 
+  def fake_vocab(name, manual_dir, data_dir):
+    assert (name, manual_dir, data_dir) == ("yelp", "", "")
+    return ["s1", "s0"]
+
   fake = types.ModuleType("hsvae_jax.data.tfds_corpora")
   fake.load_tfds_corpus = fake_load
+  fake.tfds_vocab_words = fake_vocab
   monkeypatch.setitem(sys.modules, fake.__name__, fake)
   monkeypatch.setattr(hsvae_jax.data, "tfds_corpora", fake, raising=False)
   corpus = corpus_lib.load_corpus(_data_config(name="yelp"))
   assert [len(corpus.sentences[s]) for s in corpus_lib.SPLITS] == [40, 5, 5]
   assert corpus.num_classes == 2 and corpus.name == "yelp"
+  assert corpus.vocab_words == ["s1", "s0"]
   everything = sorted(w for s in corpus_lib.SPLITS for w in corpus.sentences[s])
   assert everything == sorted(f"s{i}" for i in range(50))
   for split in corpus_lib.SPLITS:
