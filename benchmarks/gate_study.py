@@ -59,7 +59,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--corpus", default="yelp", choices=("dbpedia", "yahoo", "yelp"))
   parser.add_argument("--workdir", default="runs/gate_study")
   parser.add_argument("--split", default="valid", choices=("valid", "test"))
-  parser.add_argument("--variants", nargs="+", default=tuple(VARIANTS))
+  parser.add_argument("--variants", nargs="*", default=tuple(VARIANTS), help="none: only write the table")
   parser.add_argument("--set", nargs="*", default=(), metavar="KEY=VALUE",
                       help="extra overrides for every variant except gaussian, e.g. hparams.target_active=0.3")
   parser.add_argument("--steps", type=int, default=400)

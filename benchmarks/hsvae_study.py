@@ -31,6 +31,10 @@ VARIANTS = {
     "adaptive": ({"model.gate": "evidence", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
                   "hparams.target_active": 0.25},
                  "the adaptive recipe (docs/results.md, gate study): evidence gates, batch-usage KL, gate entropy."),
+    "evidence": ({"model.gate": "evidence"}, "evidence gates alone, the paper's prior and KLs."),
+    "adaptive_per_dim": ({"model.gate": "evidence", "hparams.usage_weight": 0.04, "hparams.gate_entropy_weight": 0.004,
+                          "hparams.target_active": 0.25},
+                         "the recipe with its usage and entropy weights scaled by 32/768, as much per sentence as at 32 dims."),
 }
 # How an override reads in a workdir's name.
 SHORT_NAMES = {"hparams.gamma_reg_weight": "lambda", "train.num_steps": "steps", "model.gate": "gate",

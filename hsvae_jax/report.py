@@ -27,7 +27,8 @@ TABLE_FILE = "results.md"
 DIMENSIONS_FILE = "dimensions.html"
 FRONTIER_FILE = "frontier.png"
 
-TABLE_KEYS = ("rec_nll", "kl_z", "kl_gamma", "zero_fraction", "active_dims", "dims_used", "hoyer")
+TABLE_KEYS = ("rec_nll", "kl_z", "kl_gamma", "zero_fraction", "active_dims", "dims_used", "active_jaccard",
+              "usage_entropy", "gate_std", "hoyer")
 PROBE_KEYS = ("probe_accuracy", "probe_accuracy_mu", "probe_accuracy_n10", "probe_accuracy_n100")
 CURVE_KEYS = ("loss", "rec_nll", "kl_z", "kl_gamma")
 # The figure and the page show one split a workdir: the held-out one if it was evaluated.
