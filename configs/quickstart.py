@@ -21,6 +21,7 @@ def get_config():
   config.train.num_steps = 1_000
   config.train.batch_size = 64
   config.train.log_every = 50
+  config.train.eval_every = 250
   config.train.checkpoint_every = 500
   config.train.learning_rate = 2e-3  # a small model on easy data: converges in fewer steps
   config.hparams.target_active = 0.5  # about half of the 32 dims a sentence (docs/results.md: gate study)

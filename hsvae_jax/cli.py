@@ -141,8 +141,10 @@ def _train() -> None:
 
 def _evaluate() -> None:
   _require(_WORKDIR)
-  from hsvae_jax import evaluate
-  print(json.dumps(evaluate.evaluate(_WORKDIR.value, _SPLIT.value, probe=_PROBE.value)))
+  from hsvae_jax import evaluate, probes
+  with probes.convergence_summary():
+    result = evaluate.evaluate(_WORKDIR.value, _SPLIT.value, probe=_PROBE.value)
+  print(json.dumps(result))
 
 
 def _output_file(path: str, suffix: str) -> str:
@@ -206,10 +208,11 @@ def _explore() -> None:
 
 def _sweep() -> None:
   _require(_CONFIG, _WORKDIR)
-  from hsvae_jax import distributed, sweep
+  from hsvae_jax import distributed, probes, sweep
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _NUM_CPU_DEVICES.value)
   grid = sweep.parse_grid(_GRID.value)
-  results = sweep.sweep(_CONFIG.value, _WORKDIR.value, grid, _SPLIT.value)
+  with probes.convergence_summary():
+    results = sweep.sweep(_CONFIG.value, _WORKDIR.value, grid, _SPLIT.value)
   if results is None:
     print("preempted: sweep checkpoint saved; run again to resume", file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)

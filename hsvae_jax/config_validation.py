@@ -121,6 +121,7 @@ RULES: dict[str, Check] = {
     "train.learning_rate": positive(),
     "train.max_consecutive_skips": integer(1),
     "train.log_every": integer(1),
+    "train.eval_every": integer(0),
     "train.checkpoint_every": integer(1),
     "train.checkpoints_to_keep": integer(1),
     "mesh.data": Check(_mesh_size, "-1 (every device) or an integer >= 1"),

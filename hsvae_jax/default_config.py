@@ -95,6 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.learning_rate = 8e-4
   config.train.max_consecutive_skips = 10  # non-finite updates skipped in a row before failing
   config.train.log_every = 50
+  config.train.eval_every = 1_000  # steps between evaluations of the valid split (0: never)
   config.train.checkpoint_every = 1_000
   config.train.checkpoints_to_keep = 2
 

@@ -48,11 +48,14 @@ def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: 
                   "z": sample["z"], "spike_slab_mean": slab_weight_BxZ * codes.mu_BxZ}
 
 
-def _run_batches(trained: TrainedModel, token_ids: list[np.ndarray],
-                 features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """eval_step over every sentence, results in input order; only one batch at a time on the device."""
+def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: dict[str, np.ndarray],
+                hparams: HParams | None = None) -> dict[str, np.ndarray]:
+  """eval_step over every sentence, results in input order; only one batch at a time on the device.
+
+  hparams default to the config's (a sweep member passes its own).
+  """
   config = trained.config
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config.hparams) if hparams is None else hparams
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   outputs: dict[str, list[np.ndarray]] = {}
   batches = data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets, features)
@@ -73,6 +76,18 @@ def _hoyer_variants(out: dict[str, np.ndarray]) -> dict[str, float]:
           for codes in ("z", "mu", "spike_slab_mean") for suffix in ("", "_raw")}
 
 
+def split_metrics(trained: TrainedModel, out: dict[str, np.ndarray]) -> dict[str, float]:
+  """The ELBO terms and the sparsity of the codes in run_batches' output, each one number."""
+  return {
+      "rec_nll": float(out["rec_nll"].mean()),
+      **({"mse": float(out["squared_error"].mean() / trained.model.embedding_dim)} if "squared_error" in out
+         else {"rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum())}),
+      "kl_z": float(out["kl_z"].mean()),
+      "kl_gamma": float(out["kl_gamma"].mean()),
+      "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
+  } | metrics.sparsity(out["code"], out["slab_prob"])
+
+
 def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   """ELBO terms and sparsity of the codes of `split`, with `probe` also linear-probe accuracies.
 
@@ -89,7 +104,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       probes.check_labels(corpus.labels[needed], needed)
   token_ids = {name: trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length)
                for name in ({split, "train"} if probe else {split})}
-  encode_split = lambda name: _run_batches(trained, token_ids[name], embed.model_inputs(
+  encode_split = lambda name: run_batches(trained, token_ids[name], embed.model_inputs(
       trained.config.model, corpus.sentences[name], layout.embeddings_dir(workdir), name))
   out = encode_split(split)
   result = {
@@ -98,13 +113,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       "unk_rate": data.unk_rate(token_ids[split]),
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
-      "rec_nll": float(out["rec_nll"].mean()),
-      **({"mse": float(out["squared_error"].mean() / trained.model.embedding_dim)} if "squared_error" in out
-         else {"rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum())}),
-      "kl_z": float(out["kl_z"].mean()),
-      "kl_gamma": float(out["kl_gamma"].mean()),
-      "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
-  } | metrics.sparsity(out["code"], out["slab_prob"]) | {"hoyer_variants": _hoyer_variants(out)}
+  } | split_metrics(trained, out) | {"hoyer_variants": _hoyer_variants(out)}
   if probe:
     train_out = out if split == "train" else encode_split("train")
     result |= probes.probe_metrics(
@@ -123,5 +132,5 @@ def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
     warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
   trained = load_trained(workdir)
   token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
-  out = _run_batches(trained, token_ids, embed.model_inputs(trained.config.model, sentences))
+  out = run_batches(trained, token_ids, embed.model_inputs(trained.config.model, sentences))
   return {name: out[name] for name in ("code", "mu", "slab_prob")}

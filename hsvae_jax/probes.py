@@ -4,13 +4,18 @@ Codes may be dense arrays or scipy.sparse CSR matrices; features are scaled with
 codes stay sparse, and sparse and dense codes of the same values give the same probe.
 """
 
+from collections.abc import Iterator
+import contextlib
+import warnings
+
 import numpy as np
 import scipy.sparse
+from sklearn import exceptions
 from sklearn import linear_model
 from sklearn import pipeline
 from sklearn import preprocessing
 
-from hsvae_jax.errors import InputError
+from hsvae_jax.errors import InputError, warn
 
 Codes = np.ndarray | scipy.sparse.csr_matrix
 # L-BFGS on the multinomial loss: each iteration is a few products with the (sparse) codes. On codes that
@@ -18,6 +23,28 @@ Codes = np.ndarray | scipy.sparse.csr_matrix
 # of a replication run at 1,000; the accuracy it reaches by 200 iterations is what the probe reports.
 _MAX_ITER = 200
 FEW_SHOT_SIZES = (10, 100)
+
+
+@contextlib.contextmanager
+def convergence_summary() -> Iterator[None]:
+  """Turns the ConvergenceWarnings of the probes fitted inside (one a fit, a wall in a sweep) into one line."""
+  unconverged = 0
+  with warnings.catch_warnings():
+    show = warnings.showwarning
+
+    def count_or_show(message, category, *args, **kwargs):
+      nonlocal unconverged
+      if issubclass(category, exceptions.ConvergenceWarning):
+        unconverged += 1
+      else:
+        show(message, category, *args, **kwargs)
+
+    warnings.showwarning = count_or_show
+    warnings.simplefilter("always", exceptions.ConvergenceWarning)
+    yield
+  if unconverged:
+    warn(f"{unconverged} linear-probe fits stopped at max_iter={_MAX_ITER} before converging (scikit-learn "
+         "ConvergenceWarning); their accuracies are those reached by then")
 
 
 def check_labels(labels: np.ndarray | None, split: str) -> np.ndarray:

@@ -17,11 +17,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorboardX
 import tqdm
 
 from hsvae_jax import config_validation
 from hsvae_jax import data
 from hsvae_jax import embed
+from hsvae_jax import evaluate
 from hsvae_jax import objectives
 from hsvae_jax import workdir as layout
 from hsvae_jax.encoders import bert
@@ -103,6 +105,7 @@ class Run:
   resuming: bool
   labelled: bool  # every split has class labels, so codes can be probed
   fingerprint: dict[str, Any]  # of the training split's token ids
+  valid_inputs: tuple[list[np.ndarray], dict[str, np.ndarray]] | None  # token ids, features; with train.eval_every
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, global_batch_size: int) -> jax.sharding.Mesh:
@@ -135,8 +138,13 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, sweep: bool = F
   dataset = data.train_dataset(token_ids, config.train.batch_size, config.seed, config.data.length_buckets,
                                jax.process_index(), jax.process_count(), features)
   labelled = all(labels is not None for labels in corpus.labels.values())
+  valid_inputs = None
+  if config.train.eval_every:
+    valid = corpus.sentences["valid"]
+    valid_inputs = (vocab.encode_all(valid, config.data.max_length),
+                    embed.model_inputs(config.model, valid, layout.embeddings_dir(workdir), "valid"))
   return Run(config, workdir, vocab, model, make_optimizer(config.train), mesh, iter(dataset), resuming, labelled,
-             fingerprint)
+             fingerprint, valid_inputs)
 
 
 def init_state(run: Run) -> TrainState:
@@ -194,9 +202,47 @@ def _initial_loss(workdir: str) -> np.ndarray | None:
   return np.asarray(logged[0].get("initial_loss", np.nan), np.float64) if logged else None
 
 
+def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
+  """The valid split's ELBO terms and code sparsity as evaluate reports them, keys prefixed valid/ (a list
+  over members for a sweep's stacked state)."""
+  token_ids, features = run.valid_inputs
+
+  def member(index: tuple[int, ...]) -> dict[str, float]:
+    # This process's replica of the parameters, so that every process evaluates on its own.
+    params = jax.tree.map(lambda x: x.addressable_data(0)[index], state.params)
+    trained = evaluate.TrainedModel(run.config, run.vocab, run.model, params)
+    out = evaluate.run_batches(trained, token_ids, features, jax.tree.map(lambda x: x[index], hparams))
+    return evaluate.split_metrics(trained, out)
+
+  if not np.ndim(state.step):
+    return {f"valid/{k}": v for k, v in member(()).items()}
+  members = [member((i,)) for i in range(len(state.step))]
+  return {f"valid/{k}": [m[k] for m in members] for k in members[0]}
+
+
+@contextlib.contextmanager
+def _tensorboard(workdir: str, start: int) -> Iterator[Callable[[int, dict[str, Any]], None]]:
+  """Writes metrics lines as TensorBoard scalars beside metrics.jsonl (a sweep: one curve per member).
+
+  purge_step drops what an interrupted run logged after its checkpoint, as rewind_metrics does.
+  """
+  if jax.process_index() != 0:
+    yield lambda step, line: None
+    return
+  with tensorboardX.SummaryWriter(layout.tensorboard_dir(workdir), purge_step=start + 1 if start else None) as writer:
+    def write(step: int, line: dict[str, Any]) -> None:
+      for name, value in line.items():
+        for tag, scalar in (zip([f"{name}/member_{i}" for i in range(len(value))], value)
+                            if isinstance(value, list) else [(name, value)]):
+          writer.add_scalar(tag, scalar, step)
+    yield write
+
+
 def _log_interval(pending: list[dict[str, jax.Array]], initial_loss: np.ndarray | None, step: int, seconds: float,
-                  config: ml_collections.ConfigDict, metrics_log) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-  """Writes the interval's means to metrics.jsonl; returns them, the initial loss and who diverged in it."""
+                  config: ml_collections.ConfigDict, metrics_log, scalars, valid: dict[str, Any]
+                  ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+  """Writes the interval's means and `valid` to metrics.jsonl and TensorBoard; returns the means, the initial
+  loss and who diverged in the interval."""
   stacked = jax.device_get(pending)
   means = _host_means(stacked)
   means["sentences_per_s"] = len(pending) * config.train.batch_size / seconds
@@ -204,8 +250,9 @@ def _log_interval(pending: list[dict[str, jax.Array]], initial_loss: np.ndarray 
     initial_loss = np.asarray(stacked[0]["loss"], np.float64)
     means["initial_loss"] = initial_loss.tolist()
   if jax.process_index() == 0:
-    metrics_log.write(json.dumps({"step": step} | means) + "\n")
+    metrics_log.write(json.dumps({"step": step} | means | valid) + "\n")
     metrics_log.flush()
+    scalars(step, means | valid)
   return means, initial_loss, _diverged(stacked, initial_loss, config.train.max_consecutive_skips)
 
 
@@ -236,18 +283,21 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
     step_key = base_key(config)
     diverged = np.zeros(np.shape(state.step), bool)
     pending, interval_start = [], time.perf_counter()
-    with _sigint_requests() as interrupts, open(layout.metrics_path(run.workdir), "a") as metrics_log, tqdm.tqdm(
-        total=config.train.num_steps, initial=start, desc="train", unit="step",
-        disable=jax.process_index() != 0) as progress:
+    with _sigint_requests() as interrupts, open(layout.metrics_path(run.workdir), "a") as metrics_log, _tensorboard(
+        run.workdir, start) as scalars, tqdm.tqdm(total=config.train.num_steps, initial=start, desc="train",
+                                                  unit="step", disable=jax.process_index() != 0) as progress:
       for step in range(start + 1, config.train.num_steps + 1):
         with jax.set_mesh(run.mesh):  # the loss keeps each device's share of the batch on it (objectives)
           state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
         pending.append(metrics)
         progress.update()
         at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps
-        if step % config.train.log_every == 0 or at_checkpoint:
+        at_eval = config.train.eval_every and step % config.train.eval_every == 0
+        if step % config.train.log_every == 0 or at_checkpoint or at_eval:
+          seconds = time.perf_counter() - interval_start  # training only, not the evaluation
+          valid = _validate(run, state, hparams) if at_eval else {}
           means, initial_loss, diverged_now = _log_interval(
-              pending, initial_loss, step, time.perf_counter() - interval_start, config, metrics_log)
+              pending, initial_loss, step, seconds, config, metrics_log, scalars, valid)
           progress.set_postfix(loss=f"{np.mean(means['loss']):.2f}", kl_z=f"{np.mean(means['kl_z']):.1f}")
           diverged |= diverged_now
           if diverged.all():

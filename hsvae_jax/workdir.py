@@ -3,7 +3,8 @@
   config.json        the run's full config
   vocab.txt          its vocabulary
   train_data.json    a fingerprint of the training split's token ids: a resumed run must train on the same
-  metrics.jsonl      one JSON object per logged step
+  metrics.jsonl      one JSON object per logged step (valid/ keys: the valid split, every train.eval_every steps)
+  events.out.tfevents.*  the same numbers for TensorBoard
   checkpoints/       Orbax: the train state and the data iterator's position at each saved step
   damaged_checkpoints/  steps that failed to restore, moved aside when training fell back past them
   eval_<split>.json  what `hsvae evaluate` printed
@@ -214,6 +215,10 @@ def _metrics_lines(workdir: str) -> list[tuple[str, dict]]:
 
 def read_metrics(workdir: str) -> list[dict]:
   return [metrics for _, metrics in _metrics_lines(workdir)]
+
+
+def tensorboard_dir(workdir: str) -> str:
+  return workdir
 
 
 def rewind_metrics(workdir: str, step: int) -> None:

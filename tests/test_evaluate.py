@@ -21,7 +21,7 @@ def _peak_live_device_bytes(trained: evaluate.TrainedModel, token_ids: list[np.n
     return out
 
   monkeypatch.setattr(evaluate, "eval_step", measured_step)
-  out = evaluate._run_batches(trained, token_ids, {})
+  out = evaluate.run_batches(trained, token_ids, {})
   assert all(isinstance(v, np.ndarray) for v in out.values()) and len(out["code"]) == len(token_ids)
   return max(peak)
 

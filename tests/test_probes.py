@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -84,3 +86,22 @@ def test_missing_labels_are_refused(problem):
     probes.probe_metrics(train_codes, train_labels, eval_codes, None, train_codes, eval_codes, eval_split="test")
   with pytest.raises(InputError, match="single class"):
     probes.probe_accuracy(train_codes, np.zeros_like(train_labels), eval_codes, eval_labels)
+
+
+def test_unconverged_probes_print_one_summary_line_and_other_warnings_pass(problem, monkeypatch, capsys):
+  monkeypatch.setattr(probes, "_MAX_ITER", 1)  # every fit stops before converging
+  train_codes, train_labels, eval_codes, eval_labels = problem
+  with pytest.warns(UserWarning, match="not a convergence warning"):
+    with probes.convergence_summary():
+      probes.probe_metrics(train_codes, train_labels, eval_codes, eval_labels, train_codes, eval_codes)
+      warnings.warn("not a convergence warning")
+  lines = capsys.readouterr().err.splitlines()
+  # probe_accuracy, probe_accuracy_mu and 5 draws for each of the 2 few-shot sizes.
+  assert lines == ["hsvae: warning: 12 linear-probe fits stopped at max_iter=1 before converging (scikit-learn "
+                   "ConvergenceWarning); their accuracies are those reached by then"]
+
+
+def test_converged_probes_print_nothing(problem, capsys):
+  with probes.convergence_summary():
+    probes.probe_accuracy(*problem)
+  assert capsys.readouterr().err == ""

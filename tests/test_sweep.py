@@ -11,6 +11,7 @@ from hsvae_jax import evaluate
 from hsvae_jax import report
 from hsvae_jax import sweep
 from hsvae_jax import train
+from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from conftest import tiny_config
 
@@ -26,6 +27,7 @@ def test_members_equal_single_runs_and_divergence_is_contained(tmp_path):
   config = tiny_config()
   config.train.num_steps = 4
   config.train.max_consecutive_skips = 2
+  config.train.eval_every = 4
   # A learning rate of 1000 blows the loss up at once (to ~4e5 from ~65), never as 2 NaN updates in a row.
   grid = {"alpha": [1.0, 4.0], "learning_rate": [3e-3, 1e3]}
   results = sweep.sweep(config, str(tmp_path / "sweep"), grid, split="test")
@@ -48,6 +50,10 @@ def test_members_equal_single_runs_and_divergence_is_contained(tmp_path):
   chex.assert_trees_all_close(trained.params, jax.device_get(single.params), rtol=1e-4, atol=1e-5)
   assert evaluate.evaluate(str(tmp_path / "single"), "test")["rec_nll"] == pytest.approx(member["rec_nll"], rel=1e-4)
   assert os.path.isdir(os.path.join(member["workdir"], "checkpoints"))
+  # The sweep's valid split evaluation logs one number per member.
+  valid_elbo = layout.read_metrics(str(tmp_path / "sweep"))[-1]["valid/elbo"]
+  assert len(valid_elbo) == 4
+  assert valid_elbo[2] == pytest.approx(evaluate.evaluate(str(tmp_path / "single"), "valid")["elbo"], rel=1e-4)
 
   # The report takes the sweep's workdir for its converged members and plots their frontier.
   paths = report.write_report([str(tmp_path / "sweep")], str(tmp_path / "report"))

@@ -3,15 +3,19 @@
 import functools
 import json
 import os
+import pathlib
+import struct
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tensorboardX.proto import event_pb2
 
 from hsvae_jax import data
 from hsvae_jax import default_config
+from hsvae_jax import evaluate
 from hsvae_jax import train
 from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
@@ -67,6 +71,39 @@ def test_non_finite_update_is_skipped_and_counted():
 def _read_metrics(workdir):
   with open(os.path.join(workdir, layout.METRICS_FILE)) as f:
     return [{k: v for k, v in json.loads(line).items() if k != "sentences_per_s"} for line in f]
+
+
+def _tensorboard_scalars(workdir) -> dict[str, dict[int, float]]:
+  """{tag: {step: value}} from the workdir's event files (TFRecords: length, its CRC, an Event, its CRC)."""
+  scalars = {}
+  for path in sorted(pathlib.Path(workdir).glob("events.out.tfevents.*")):
+    raw = path.read_bytes()
+    while raw:
+      (length,) = struct.unpack("<Q", raw[:8])
+      event = event_pb2.Event.FromString(raw[12:12 + length])
+      raw = raw[12 + length + 4:]
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+def test_valid_split_is_evaluated_every_eval_every_steps_beside_the_training_metrics(tmp_path):
+  config = tiny_config()
+  config.train.eval_every = 3
+  train.train_and_evaluate(config, str(tmp_path))
+  logged = layout.read_metrics(str(tmp_path))
+  assert [m["step"] for m in logged] == [2, 3, 4, 6]
+  assert [m["step"] for m in logged if "valid/elbo" in m] == [3, 6]
+  assert logged[1]["valid/elbo"] != logged[3]["valid/elbo"]
+  final = evaluate.evaluate(str(tmp_path), "valid")  # the checkpoint of step 6
+  for key in ("rec_nll", "kl_z", "kl_gamma", "elbo", "zero_fraction", "active_dims", "active_jaccard",
+              "usage_entropy", "gate_std"):
+    assert logged[3][f"valid/{key}"] == pytest.approx(final[key], rel=1e-6), key
+  scalars = _tensorboard_scalars(tmp_path)
+  for line in logged:
+    for key, value in line.items():
+      if key != "step":
+        assert scalars[key][line["step"]] == pytest.approx(value, rel=1e-6), (key, line["step"])
 
 
 @pytest.mark.parametrize("latent", ["hsvae", "gaussian"])
