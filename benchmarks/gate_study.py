@@ -23,7 +23,7 @@ from hsvae_jax import train
 import budget
 import results_doc
 
-CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "hsvae_jax", "configs")
 # name -> (config overrides, what the variant tests)
 VARIANTS = {
     "gaussian": ({"model.latent": "gaussian"}, "the Gaussian VAE: the accuracy to keep."),

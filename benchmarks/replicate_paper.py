@@ -3,7 +3,7 @@
   .venv/bin/python benchmarks/replicate_paper.py --data-root ../shared/data --workdir runs/replication \
       --output docs
 
-Trains `gaussian`, `matvae`, `vsc` and `hsvae` from configs/<corpus>.py with the budget overrides below,
+Trains `gaussian`, `matvae`, `vsc` and `hsvae` from hsvae_jax/configs/<corpus>.py with the budget overrides below,
 evaluates each on its test split with probes (trained on the train split's codes, never on test), and
 writes OUTPUT/results.md (tables, targets, budgets, wall times, the command) and OUTPUT/replication.png.
 A finished run (budget.WALL_FILE) is not trained again, so an interrupted replication resumes; a run
@@ -26,7 +26,7 @@ import budget
 import results_doc
 
 CORPORA = ("dbpedia", "yahoo", "yelp")
-CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "hsvae_jax", "configs")
 LATENTS = ("gaussian", "matvae", "vsc", "hsvae")
 LATENT_DIMS = (32, 768)
 RESULTS_FILE = "results.md"

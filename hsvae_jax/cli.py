@@ -1,5 +1,6 @@
 """The `hsvae` command: train, evaluate and encode. Thin: parsing and printing, the work is elsewhere."""
 
+import contextlib
 import json
 import os
 import sys
@@ -10,24 +11,42 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from hsvae_jax import configs
 from hsvae_jax.errors import Diverged, InputError, Interrupted
 
 DIVERGED_EXIT_CODE = 1
 BAD_INPUT_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, so supervisors see the run did not finish
-COMMANDS = ("train", "evaluate", "encode", "decode", "explore", "sweep", "report", "embed")
-USAGE = f"""usage: hsvae {{{','.join(COMMANDS)}}} [flags]
-  hsvae train --config configs/quickstart.py --workdir DIR [--config.KEY=VALUE ...]
-  hsvae evaluate --workdir DIR [--split valid|test|train] [--probe]
-  hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]
-  hsvae decode --workdir DIR --input FILE.npz [--max-length N] [--seed S]
-  hsvae explore --workdir DIR --input FILE [--max-length N]
-  hsvae sweep --config configs/quickstart.py --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 [--config.KEY=VALUE ...]
-  hsvae report --workdir DIR [DIR ...] --output OUT
-  hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N] [--nomodules-json]"""
+SYNOPSES = {
+    "train": "hsvae train --config quickstart|FILE --workdir DIR [--config.KEY=VALUE ...]",
+    "evaluate": "hsvae evaluate --workdir DIR [--split valid|test|train] [--probe]",
+    "encode": "hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]",
+    "decode": "hsvae decode --workdir DIR --input FILE.npz [--max-length N] [--seed S]",
+    "explore": "hsvae explore --workdir DIR --input FILE [--max-length N]",
+    "sweep": "hsvae sweep --config quickstart|FILE --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 "
+             "[--config.KEY=VALUE ...]",
+    "report": "hsvae report --workdir DIR [DIR ...] --output OUT",
+    "embed": "hsvae embed --encoder-path DIR --input FILE --output FILE.npy [--pooling mean|cls] [--batch-size N] "
+             "[--nomodules-json]",
+}
+COMMANDS = tuple(SYNOPSES)
+USAGE = (f"usage: hsvae {{{','.join(COMMANDS)}}} [flags]   (hsvae COMMAND --help lists its flags)\n  "
+         + "\n  ".join(SYNOPSES.values()))
+_DISTRIBUTED = ("coordinator_address", "num_processes", "process_id", "num_cpu_devices")
+# The flags each command reads; another command's flag is refused.
+COMMAND_FLAGS = {
+    "train": ("config", "workdir", *_DISTRIBUTED),
+    "evaluate": ("workdir", "split", "probe"),
+    "encode": ("workdir", "input", "output", "print"),
+    "decode": ("workdir", "input", "max-length", "seed"),
+    "explore": ("workdir", "input", "max-length"),
+    "sweep": ("config", "workdir", "grid", "split", *_DISTRIBUTED),
+    "report": ("workdir", "output"),
+    "embed": ("encoder-path", "input", "output", "pooling", "batch-size", "modules-json"),
+}
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A config file, or the name of one shipped in hsvae_jax/configs/ (quickstart, default, paper, dbpedia, yahoo, yelp).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate: valid, test or train.")
 _INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a line.")
@@ -85,8 +104,38 @@ def _config_file_error(error: BaseException, path: str) -> str | None:
   return None
 
 
+def _command_help(command: str) -> str:
+  lines = [f"usage: {SYNOPSES[command]}", "", "flags:"]
+  for name in COMMAND_FLAGS[command]:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default in (None, [], False) else f" (default: {flag.default})"
+    lines.append(f"  --{name}: {flag.help}{default}")
+  if "config" in COMMAND_FLAGS[command]:
+    lines.append("  --config.KEY=VALUE: override one key of the config (hsvae_jax/default_config.py lists them)")
+  return "\n".join(lines)
+
+
+def _refuse_other_commands_flags(command: str) -> None:
+  ours = {name for names in COMMAND_FLAGS.values() for name in names}
+  for name in sorted(ours - set(COMMAND_FLAGS[command])):
+    if flags.FLAGS[name].present:
+      _fail(f"--{name} is not a flag of `hsvae {command}` (hsvae {command} --help lists its flags)")
+
+
+def _named_configs(argv: list[str]) -> list[str]:
+  """argv with `--config NAME` of a shipped config replaced by its file."""
+  resolved = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      resolved[i] = "--config=" + configs.config_path(arg.split("=", 1)[1])
+    elif arg == "--config" and i + 1 < len(argv):
+      resolved[i + 1] = configs.config_path(argv[i + 1])
+  return resolved
+
+
 def _load_flags(argv: list[str]) -> list[str]:
   """Parses the flags and loads --config; a config file that fails to load is one line naming its line."""
+  argv = _named_configs(argv)
   try:
     leftover = flags.FLAGS([argv[0]] + argv[2:])
     if flags.FLAGS["config"].present:
@@ -117,7 +166,11 @@ def _parse(argv: list[str]) -> list[str]:
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(USAGE, file=sys.stderr)
     _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "a command is required")
+  if {"-h", "--help", "-help", "--helpfull"} & set(argv[2:]):
+    print(_command_help(argv[1]))
+    sys.exit(0)
   leftover = _load_flags(argv)
+  _refuse_other_commands_flags(argv[1])
   if len(leftover) > 1 and argv[1] != "report":  # report takes more workdirs after --workdir
     _fail(f"unexpected arguments: {' '.join(leftover[1:])}")
   return [argv[0], argv[1], *leftover[1:]]
@@ -139,10 +192,19 @@ def _train() -> None:
     sys.exit(PREEMPTED_EXIT_CODE)
 
 
+def _probe_warnings_summarised() -> contextlib.AbstractContextManager:
+  """probes.convergence_summary(); nothing where scikit-learn (the [eval] extra), hence any probe, is absent."""
+  try:
+    from hsvae_jax import probes
+  except ImportError:
+    return contextlib.nullcontext()
+  return probes.convergence_summary()
+
+
 def _evaluate() -> None:
   _require(_WORKDIR)
-  from hsvae_jax import evaluate, probes
-  with probes.convergence_summary():
+  from hsvae_jax import evaluate
+  with _probe_warnings_summarised():
     result = evaluate.evaluate(_WORKDIR.value, _SPLIT.value, probe=_PROBE.value)
   print(json.dumps(result))
 
@@ -208,10 +270,10 @@ def _explore() -> None:
 
 def _sweep() -> None:
   _require(_CONFIG, _WORKDIR)
-  from hsvae_jax import distributed, probes, sweep
+  from hsvae_jax import distributed, sweep
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _NUM_CPU_DEVICES.value)
   grid = sweep.parse_grid(_GRID.value)
-  with probes.convergence_summary():
+  with _probe_warnings_summarised():
     results = sweep.sweep(_CONFIG.value, _WORKDIR.value, grid, _SPLIT.value)
   if results is None:
     print("preempted: sweep checkpoint saved; run again to resume", file=sys.stderr)

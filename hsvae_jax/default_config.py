@@ -1,6 +1,6 @@
 """The config schema and its defaults: the paper's architecture and training settings.
 
-Every file in configs/ starts from `get_config()` here and overrides what it needs; the CLI locks the
+Every file in hsvae_jax/configs/ starts from `get_config()` here and overrides what it needs; the CLI locks the
 result, so an unknown `--config.KEY` is an error.
 """
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import types
 
 import jax
 import ml_collections
@@ -12,7 +13,6 @@ from hsvae_jax import data
 from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import objectives
-from hsvae_jax import probes
 from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError, warn
 from hsvae_jax.hparams import HParams
@@ -88,6 +88,15 @@ def split_metrics(trained: TrainedModel, out: dict[str, np.ndarray]) -> dict[str
   } | metrics.sparsity(out["code"], out["slab_prob"])
 
 
+def _probes() -> types.ModuleType:
+  """hsvae_jax.probes, imported on use: scikit-learn is the [eval] extra."""
+  try:
+    from hsvae_jax import probes  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise InputError("probes need scikit-learn: pip install 'hsvae-jax[eval]'") from None
+  return probes
+
+
 def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   """ELBO terms and sparsity of the codes of `split`, with `probe` also linear-probe accuracies.
 
@@ -100,6 +109,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   trained = load_trained(workdir)
   corpus = data.load_corpus(trained.config.data)
   if probe:  # fail on a corpus without labels before the slow part
+    probes = _probes()
     for needed in ("train", split):
       probes.check_labels(corpus.labels[needed], needed)
   token_ids = {name: trained.vocab.encode_all(corpus.sentences[name], trained.config.data.max_length)

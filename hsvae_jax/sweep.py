@@ -1,5 +1,6 @@
 """A grid of hyperparameters trained as one vmapped, jitted program over a shared data stream."""
 
+import importlib.util
 import itertools
 
 import jax
@@ -108,5 +109,7 @@ def _export_member(run: train.Run, member: dict[str, float], config: ml_collecti
   mngr.close()
   entry = dict(member) | {"workdir": member_dir, "diverged": diverged}
   if not diverged:
-    entry |= evaluate.evaluate(member_dir, split, probe=run.labelled)
+    # Probes need scikit-learn, the [eval] extra.
+    probe = run.labelled and importlib.util.find_spec("sklearn") is not None
+    entry |= evaluate.evaluate(member_dir, split, probe=probe)
   return entry

@@ -2,7 +2,7 @@
 # N processes of one job on this machine, as a multi-host run would have them (the tests use it).
 #
 #   launch/local.sh NUM_PROCESSES DEVICES_PER_PROCESS COMMAND [ARGS...]
-#   launch/local.sh 2 2 .venv/bin/hsvae train --config configs/quickstart.py --workdir runs/local2x2
+#   launch/local.sh 2 2 .venv/bin/hsvae train --config quickstart --workdir runs/local2x2
 #
 # Each process gets --coordinator_address (a free localhost port), --num_processes, --process_id and
 # --num_cpu_devices appended. If one process fails, the others are stopped; none outlives the script.

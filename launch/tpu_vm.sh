@@ -4,7 +4,7 @@
 # back from the shared workdir, and delete the VM.
 #
 #   NAME=hsvae ZONE=us-central2-b TYPE=v4-32 BUCKET=my-bucket RUN=runs/dbpedia \
-#     launch/tpu_vm.sh configs/dbpedia.py [--config.K=V ...]
+#     launch/tpu_vm.sh dbpedia [--config.K=V ...]
 #
 # Needs gcloud (authenticated, with a project set) and gsutil. Every worker mounts gs://BUCKET with
 # gcsfuse at ~/bucket, so the workdir ~/bucket/RUN is one directory that all of them share (each

@@ -10,6 +10,7 @@ import pytest
 import safetensors.numpy
 import tokenizers
 
+from hsvae_jax import configs
 from hsvae_jax import default_config
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,8 +25,8 @@ for name, value in {"jax_compilation_cache_dir": str(PROJECT_ROOT / ".pytest_cac
 
 
 def load_config_file(name: str):
-  """get_config() of configs/<name>.py, as `--config configs/<name>.py` gives it."""
-  return default_config.from_file(PROJECT_ROOT / "configs" / f"{name}.py")
+  """get_config() of a shipped config, as `--config <name>` gives it."""
+  return default_config.from_file(configs.config_path(name))
 
 
 def tiny_config(latent: str = "hsvae"):

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from conftest import PROJECT_ROOT
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -20,7 +19,7 @@ TINY = ["--config.data.synthetic.num_sentences=600", "--config.model.latent_dim=
         "--config.model.embed_dim=16", "--config.model.hidden_dim=32", "--config.train.batch_size=16",
         "--config.train.num_steps=4", "--config.train.log_every=2", "--config.train.checkpoint_every=2",
         "--config.eval.batch_size=64"]
-QUICKSTART = str(PROJECT_ROOT / "configs" / "quickstart.py")
+QUICKSTART = "quickstart"  # by name: the config shipped in the package
 
 
 def hsvae(*args, expect=0):
@@ -45,8 +44,9 @@ def trained(tmp_path_factory):
 
 
 def test_train_evaluate_encode(trained, tmp_path):
-  assert sorted(os.listdir(trained)) == ["checkpoints", "config.json", "lock", "metrics.jsonl", "train_data.json",
-                                         "vocab.txt"]
+  files = sorted(os.listdir(trained))
+  assert len(files) == 7 and files.pop(2).startswith("events.out.tfevents.")  # TensorBoard's
+  assert files == ["checkpoints", "config.json", "lock", "metrics.jsonl", "train_data.json", "vocab.txt"]
   logged = [json.loads(line) for line in open(trained / "metrics.jsonl")]
   assert [m["step"] for m in logged] == [2, 4]
   assert {"loss", "rec_nll", "kl_z", "kl_gamma", "skipped_steps", "sentences_per_s"} <= set(logged[0])
@@ -95,6 +95,28 @@ def test_missing_config_file(tmp_path):
 def test_unknown_command_and_missing_flag():
   hsvae("fly", expect=2)
   assert "--workdir" in error_line(hsvae("evaluate", expect=2))
+
+
+def test_each_commands_help_lists_its_own_flags_only():
+  listed = lambda command: {line.split(":")[0].strip() for line in hsvae(command, "--help").stdout.splitlines()
+                            if line.startswith("  --")}
+  assert listed("evaluate") == {"--workdir", "--split", "--probe"}
+  assert {"--config", "--workdir", "--config.KEY=VALUE"} <= listed("train") and "--probe" not in listed("train")
+  assert listed("embed") == {"--encoder-path", "--input", "--output", "--pooling", "--batch-size", "--modules-json"}
+
+
+def test_another_commands_flag_is_refused_in_one_line(tmp_path):
+  result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", "--probe", expect=2)
+  assert result.stderr.strip().splitlines() == [
+      "hsvae: error: --probe is not a flag of `hsvae train` (hsvae train --help lists its flags)"]
+  assert not (tmp_path / "w").exists()
+
+
+def test_config_takes_a_path_as_well_as_a_shipped_name(tmp_path):
+  own = tmp_path / "mine.py"
+  own.write_text("from hsvae_jax import default_config\n\ndef get_config():\n  return default_config.get_config()\n")
+  result = hsvae("train", "--config", own, "--workdir", tmp_path / "w", "--config.train.learning_rate=-1", expect=2)
+  assert "train.learning_rate=-1" in error_line(result)  # mine.py was loaded, then validated
 
 
 def _dir_corpus(tmp_path, train=b"a b c\nb c d\n", labels=None):

@@ -193,7 +193,7 @@ def test_fake_hsvae_download_keeps_the_vocab(tmp_path):
 
 
 def test_online_dbpedia_trains_with_the_corpus_s_own_vocab(tmp_path):
-  # configs/dbpedia.py without data.dir, as a user runs it: TFDS downloads the corpus and its vocab.txt.
+  # --config dbpedia without data.dir, as a user runs it: TFDS downloads the corpus and its vocab.txt.
   vocab = ['zebra', 'walks', 'the', 'runs']  # not the training text's frequency order
   contents = {'vocab.txt': ''.join(f'{word}\n' for word in vocab)}
   for split in ('train', 'valid', 'test'):

@@ -7,21 +7,23 @@ Hub; neither torch nor transformers is needed. The module is inference only: no 
 from collections.abc import Sequence
 import dataclasses
 import functools
+import importlib
 import json
 import math
 import pathlib
-from typing import Any, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax.linen as nn
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors
-import safetensors.numpy
-import tokenizers
 
 from hsvae_jax.errors import InputError
+
+if TYPE_CHECKING:
+  import tokenizers
 
 POOLINGS = ("mean", "cls")
 
@@ -131,7 +133,7 @@ class Pretrained(NamedTuple):
 
   module: Bert
   params: dict
-  tokenizer: tokenizers.Tokenizer  # truncates to max_length, never pads
+  tokenizer: "tokenizers.Tokenizer"  # truncates to max_length, never pads
   config: BertConfig
   pooling: str | None = None  # what the directory's modules.json pools by; None without one
   normalize: bool = False  # its module list ends in Normalize: unit-length embeddings
@@ -173,12 +175,21 @@ def _checkpoint_names(path: tuple[str, ...], prefix: str) -> list[str]:
   return [f"{prefix}{module}.{name}" for name in _LEAF_NAMES[leaf]]
 
 
+def _transformers_extra(module: str) -> ModuleType:
+  """Imported on use: the [transformers] extra, which a model without a pretrained encoder does not need."""
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    raise InputError(f"a pretrained encoder needs {module}: pip install 'hsvae-jax[transformers]'") from None
+
+
 def _load_params(path: pathlib.Path, module: Bert) -> dict:
   """The module's parameters from a Hugging Face safetensors file; other tensors are ignored."""
   if not path.is_file():
     raise InputError(f"{path}: no such file")
+  safetensors = _transformers_extra("safetensors")
   try:
-    tensors = safetensors.numpy.load_file(path)
+    tensors = _transformers_extra("safetensors.numpy").load_file(path)
   except (OSError, safetensors.SafetensorError) as e:
     raise InputError(f"{path}: not a safetensors file ({e})") from None
   # Checkpoints of BertForPreTraining and the like nest the encoder under "bert.".
@@ -202,11 +213,11 @@ def _load_params(path: pathlib.Path, module: Bert) -> dict:
 
 def _load_tokenizer(
     path: pathlib.Path, config: BertConfig, max_length: int | None
-) -> tokenizers.Tokenizer:
+) -> "tokenizers.Tokenizer":
   if not path.is_file():
     raise InputError(f"{path}: no such file")
   try:
-    tokenizer = tokenizers.Tokenizer.from_file(str(path))
+    tokenizer = _transformers_extra("tokenizers").Tokenizer.from_file(str(path))
   except Exception as e:  # tokenizers raises a bare Exception for every kind of bad file
     raise InputError(f"{path}: not a tokenizers tokenizer.json ({e})") from None
   if tokenizer.get_vocab_size() > config.vocab_size:
@@ -296,14 +307,14 @@ def load_pretrained(model_dir: str | pathlib.Path, max_length: int | None = None
 
 def tokenize(
     encoder: Pretrained, sentences: Sequence[str]
-) -> tuple[list[tokenizers.Encoding], int]:
+) -> tuple[list["tokenizers.Encoding"], int]:
   """The sentences' encodings, truncated to encoder.max_length, and how many were truncated."""
   encodings = encoder.tokenizer.encode_batch(list(sentences))
   return encodings, sum(bool(e.overflowing) for e in encodings)
 
 
 def pad_batch(
-    encodings: Sequence[tokenizers.Encoding], batch_size: int, length: int
+    encodings: Sequence["tokenizers.Encoding"], batch_size: int, length: int
 ) -> dict[str, np.ndarray]:
   """ids, type_ids and mask, int32 [batch_size, length]; rows past the encodings are all padding."""
   batch = {name: np.zeros((batch_size, length), np.int32) for name in ("ids", "type_ids", "mask")}

@@ -1,10 +1,10 @@
 """Quickstart: a small HSVAE on the built-in synthetic topic corpus; trains in about a minute on 2 CPU cores.
 
 Run:
-  hsvae train --config configs/quickstart.py --workdir runs/quickstart
+  hsvae train --config quickstart --workdir runs/quickstart
   hsvae evaluate --workdir runs/quickstart --split test
 The Gaussian VAE baseline on the same data:
-  hsvae train --config configs/quickstart.py --workdir runs/quickstart_gaussian --config.model.latent=gaussian
+  hsvae train --config quickstart --workdir runs/quickstart_gaussian --config.model.latent=gaussian
 """
 
 from hsvae_jax import default_config

@@ -2,8 +2,8 @@
 
 Online, TFDS downloads the corpus; offline, point data.dir at a local copy in the paper's format
 (<split>.txt, <split>_class_label.txt, vocab.txt), e.g. ../shared/data/yelp:
-  hsvae train --config configs/yelp.py --workdir runs/yelp_hsvae768
-  hsvae train --config configs/yelp.py --workdir runs/yelp_hsvae768 --config.data.dir=../shared/data/yelp
+  hsvae train --config yelp --workdir runs/yelp_hsvae768
+  hsvae train --config yelp --workdir runs/yelp_hsvae768 --config.data.dir=../shared/data/yelp
   hsvae evaluate --workdir runs/yelp_hsvae768 --split test
 32 latent dimensions, or the Gaussian VAE baseline: --config.model.latent_dim=32, --config.model.latent=gaussian.
 """

@@ -1,7 +1,7 @@
 """The paper's architecture and training settings on a corpus in the paper's format.
 
 Run:
-  hsvae train --config configs/default.py --workdir runs/default \
+  hsvae train --config default --workdir runs/default \
       --config.data.name=dir --config.data.dir=PATH
 """
 

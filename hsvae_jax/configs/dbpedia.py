@@ -2,8 +2,8 @@
 
 Online, TFDS downloads the corpus; offline, point data.dir at a local copy in the paper's format
 (<split>.txt, <split>_class_label.txt, vocab.txt), e.g. ../shared/data/dbpedia:
-  hsvae train --config configs/dbpedia.py --workdir runs/dbpedia_hsvae768
-  hsvae train --config configs/dbpedia.py --workdir runs/dbpedia_hsvae768 --config.data.dir=../shared/data/dbpedia
+  hsvae train --config dbpedia --workdir runs/dbpedia_hsvae768
+  hsvae train --config dbpedia --workdir runs/dbpedia_hsvae768 --config.data.dir=../shared/data/dbpedia
   hsvae evaluate --workdir runs/dbpedia_hsvae768 --split test
 32 latent dimensions, or the Gaussian VAE baseline: --config.model.latent_dim=32, --config.model.latent=gaussian.
 """

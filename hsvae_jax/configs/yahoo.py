@@ -2,8 +2,8 @@
 
 Online, TFDS downloads the corpus; offline, point data.dir at a local copy in the paper's format
 (<split>.txt, <split>_class_label.txt, vocab.txt), e.g. ../shared/data/yahoo:
-  hsvae train --config configs/yahoo.py --workdir runs/yahoo_hsvae768
-  hsvae train --config configs/yahoo.py --workdir runs/yahoo_hsvae768 --config.data.dir=../shared/data/yahoo
+  hsvae train --config yahoo --workdir runs/yahoo_hsvae768
+  hsvae train --config yahoo --workdir runs/yahoo_hsvae768 --config.data.dir=../shared/data/yahoo
   hsvae evaluate --workdir runs/yahoo_hsvae768 --split test
 32 latent dimensions, or the Gaussian VAE baseline: --config.model.latent_dim=32, --config.model.latent=gaussian.
 """
