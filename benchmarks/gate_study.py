@@ -47,7 +47,7 @@ VARIANTS = {
                         "evidence gates, KL_gamma rising from 0 over the first 200 steps."),
     "recipe": ({"model.gate": "evidence", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
                 "hparams.target_active": 0.5},
-               "the default recipe as configs/quickstart.py ships it (evidence gates, usage KL, gate entropy, knob 0.5)."),
+               "the default recipe as the quickstart config ships it (evidence gates, usage KL, gate entropy, knob 0.5)."),
     "decided": ({"hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 1.0, "hparams.gamma_reg_weight": 0.0},
                 "the paper's gates, KL_gamma replaced by the batch-usage KL and the charge for undecided gates."),
 }

@@ -6,8 +6,9 @@
 --family minilm: over frozen all-MiniLM-L6-v2 embeddings (compare_sparse_embeddings.py's setting: width
 768, 1,000 steps of batch 256), the TopK SAE at k in --ks against HSVAE with hparams.target_active = k / 768,
 on dbpedia, yahoo and yelp. --family gru: the GRU sentence VAE at gate_study.py's sizes on --gru-corpus (32
-dims, 400 steps): HSVAE at each --targets share against VSC at the same prior slab share and the dense
-Gaussian VAE. HSVAE runs use the default config's recipe plus --set. Each point is a run evaluated on
+dims, 400 steps): HSVAE (the default recipe) at each --targets share against the paper's HSVAE with that
+prior slab share, VSC with that prior slab probability, and the dense Gaussian VAE. --set adds overrides to
+the recipe's runs. Each point is a run evaluated on
 --split, probes trained on the train split (tune on valid; report test once). With --output, writes
 OUTPUT/frontier_<family>.png and a section of OUTPUT/results.md.
 """
@@ -29,7 +30,7 @@ import gate_study
 import results_doc
 
 MINILM_CORPORA = ("dbpedia", "yahoo", "yelp")
-MARKERS = {"topk_sae": "s", "hsvae": "o", "vsc": "^", "gaussian": "D", "dense": "*"}
+MARKERS = {"topk_sae": "s", "hsvae": "o", "paper": "v", "vsc": "^", "gaussian": "D", "dense": "*"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -86,10 +87,13 @@ def minilm_points(args: argparse.Namespace, corpus: str) -> list[dict]:
 def gru_points(args: argparse.Namespace) -> list[dict]:
   """The Gaussian VAE, then HSVAE and VSC at each target share of active dimensions."""
   study_args = gate_study.parse_args(["--data-root", args.data_root, "--corpus", args.gru_corpus])
+  recipe = gate_study.VARIANTS["recipe"][0]
   runs = [("gaussian", "dense", {"model.latent": "gaussian"})]
   for target in args.targets:
-    runs.append(("hsvae", f"target_active={target:g}", {"hparams.target_active": target} | _overrides(args)))
-    runs.append(("vsc", f"prior slab share {target:g}", {"model.latent": "vsc", "model.vsc_prior_slab_prob": target}))
+    runs.append(("hsvae", f"target_active={target:g}", recipe | {"hparams.target_active": target} | _overrides(args)))
+    # The paper's HSVAE with the same prior mean slab share, and VSC with that prior slab probability.
+    runs.append(("paper", f"prior slab share={target:g}", {"hparams.target_active": target}))
+    runs.append(("vsc", f"prior slab share={target:g}", {"model.latent": "vsc", "model.vsc_prior_slab_prob": target}))
   points = []
   for model, setting, overrides in runs:
     workdir = os.path.join(args.workdir, f"{args.gru_corpus}_gru_{model}_{setting.split()[-1].replace('=', '')}")

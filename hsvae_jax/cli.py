@@ -12,7 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from hsvae_jax import configs
-from hsvae_jax.errors import Diverged, InputError, Interrupted
+from hsvae_jax.errors import Diverged, InputError, Interrupted, warn
 
 DIVERGED_EXIT_CODE = 1
 BAD_INPUT_EXIT_CODE = 2
@@ -226,6 +226,9 @@ def _encode() -> None:
   from hsvae_jax import api
   from hsvae_jax.data import read_lines
   sentences = read_lines(_INPUT.value)
+  empty = sum(not sentence.split() for sentence in sentences)
+  if empty:
+    warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
   codes = api.load(_WORKDIR.value).encode(sentences)
   codes.save(output)
   if _PRINT.value:
