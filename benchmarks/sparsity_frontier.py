@@ -123,6 +123,7 @@ def plot(panels: dict[str, list[dict]], path: str) -> None:
 def write_results(args: argparse.Namespace, argv: list[str], panels: dict[str, list[dict]]) -> str:
   command = results_doc.command("sparsity_frontier.py", argv)
   figure = f"frontier_{args.family}.png"
+  os.makedirs(args.output, exist_ok=True)
   plot(panels, os.path.join(args.output, figure))
   lines = [f"## Sparsity-accuracy frontier ({args.family}, {args.split} split)", "",
            "Written by `benchmarks/sparsity_frontier.py`; the command:", "", f"    {command}", "",
