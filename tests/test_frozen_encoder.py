@@ -142,7 +142,8 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
     assert result["zero_fraction"] > 0.3, result
   assert ("mse" in result) == (decoder == "embedding")
   cached = sorted(os.listdir(os.path.join(workdir, layout.EMBEDDINGS_DIR)))
-  assert cached == ["test.json", "test.npy", "train.json", "train.npy"]
+  # The valid split too: training evaluates it every train.eval_every steps.
+  assert cached == ["test.json", "test.npy", "train.json", "train.npy", "valid.json", "valid.npy"]
   # New sentences are embedded on the fly, not from the cache.
   codes = evaluate.encode(workdir, ["a sentence the corpus never had", "another"])["code"]
   assert codes.shape == (2, 32) and np.isfinite(codes).all()
@@ -200,6 +201,6 @@ def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(tm
   hsvae("train", "--config", QUICKSTART, "--workdir", workdir, *TINY, "--config.model.encoder=transformer",
         f"--config.model.encoder_path={model_dir}", "--config.model.decoder=embedding",
         "--config.model.latent=topk_sae", "--config.model.topk_k=3")
-  assert sorted(os.listdir(workdir / layout.EMBEDDINGS_DIR)) == ["train.json", "train.npy"]
+  assert sorted(os.listdir(workdir / layout.EMBEDDINGS_DIR)) == ["train.json", "train.npy", "valid.json", "valid.npy"]
   result = json.loads(hsvae("evaluate", "--workdir", workdir, "--split", "test", "--probe").stdout)
   assert result["latent"] == "topk_sae" and result["active_dims"] <= 3 and 0 <= result["probe_accuracy"] <= 1
