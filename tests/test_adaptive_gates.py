@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 
 from hsvae_jax import sweep
@@ -54,6 +55,37 @@ def test_evidence_gate_is_bayes_rule_on_the_encoders_message():
   assert float(codes.code_BxZ[0, 1]) == 0.0  # a vague message stays at the spike
 
 
+def test_mean_field_gate_is_bayes_rule_with_the_expected_log_odds():
+  """q(s | x) is the variational-Bayes update: Bayes' rule with exp E_q[log gamma] and exp E_q[log(1 - gamma)]."""
+  latent = HSVAELatent(latent_dim=2, gate="mean_field")
+  q_z = latent.posterior_z(POSTERIOR)
+  a, b = (np.asarray(POSTERIOR[k], np.float64) for k in "ab")
+  mu, var = np.asarray(POSTERIOR["mu"], np.float64), np.asarray(POSTERIOR["sigma"], np.float64) ** 2
+  spike = np.exp(scipy.special.digamma(a)) * scipy.stats.norm.pdf(mu, 0, np.sqrt(0.05**2 + var))
+  slab = np.exp(scipy.special.digamma(b)) * scipy.stats.norm.pdf(mu, 0, np.sqrt(1 + var))
+  np.testing.assert_allclose(q_z.slab_prob, slab / (spike + slab), rtol=1e-4, atol=1e-6)
+  codes = latent.codes(POSTERIOR)  # read from the same posterior the decoder is trained on
+  chex.assert_trees_all_close(codes.slab_prob_BxZ, q_z.slab_prob)
+  chex.assert_trees_all_close(codes.code_BxZ, jnp.where(q_z.slab_prob > 0.5, q_z.loc, 0.0))
+
+
+def test_mean_field_kl_is_the_expectation_over_gamma():
+  """Its KL of (s, z) is the slab's KL plus E_q(gamma)[KL(q(s) || Bernoulli(gamma))], checked by sampling gamma."""
+  latent = HSVAELatent(latent_dim=2, gate="mean_field")
+  sample = latent.sample(POSTERIOR, jax.random.key(0), HP.temperature)
+  assert "gamma" not in sample  # nothing to sample: no Beta-sampler gradient
+  kl_z, _ = latent.kl(POSTERIOR, sample, HP)
+  q_z = latent.posterior_z(POSTERIOR)
+  slab, loc, scale = (np.asarray(x, np.float64) for x in (q_z.slab_prob, q_z.loc, q_z.scale))
+  gamma = scipy.stats.beta(np.asarray(POSTERIOR["a"]), np.asarray(POSTERIOR["b"])).rvs(
+      size=(200_000, 4, 2), random_state=np.random.default_rng(0))
+  gamma = np.clip(gamma, 1e-12, 1 - 1e-12)
+  xlogy = scipy.special.xlogy
+  kl_s = (xlogy(slab, slab) + xlogy(1 - slab, 1 - slab) - slab * np.log1p(-gamma) - (1 - slab) * np.log(gamma)).mean(0)
+  kl_slab = np.log(1 / scale) + (scale**2 + loc**2) / 2 - 0.5
+  np.testing.assert_allclose(kl_z, (slab * kl_slab + kl_s).sum(-1), rtol=2e-3)
+
+
 def test_paper_gate_is_unchanged_by_the_switch():
   latent = HSVAELatent(latent_dim=2)
   codes = latent.codes(POSTERIOR)
@@ -88,8 +120,9 @@ def test_usage_kl_leaves_which_sentence_uses_a_dimension_free():
   assert float(terms["gate_entropy"].max()) < 1e-4
 
 
-def test_evidence_sample_and_kl_are_finite_with_gradients():
-  latent = HSVAELatent(latent_dim=2, gate="evidence")
+@pytest.mark.parametrize("gate", ["evidence", "mean_field"])
+def test_adaptive_gates_sample_and_kl_are_finite_with_gradients(gate):
+  latent = HSVAELatent(latent_dim=2, gate=gate)
   hp = HP.replace(usage_weight=jnp.float32(1.0), gate_entropy_weight=jnp.float32(1.0))
 
   def loss(posterior):
