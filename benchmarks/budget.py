@@ -31,26 +31,34 @@ def first_sentences(corpus_dir: str, max_sentences: int, out_dir: str) -> str:
 WALL_FILE = "wall_s.json"  # marks a finished run
 
 
-def finished_run(workdir: str) -> tuple[dict, dict] | None:
-  """(eval_test.json, wall times) of a run that train_and_test finished, else None."""
-  done = os.path.join(workdir, WALL_FILE)
-  if not os.path.exists(done):
+def _read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def finished_run(workdir: str, split: str = "test") -> tuple[dict, dict] | None:
+  """(eval_<split>.json, wall times) of a run that train_and_test finished and evaluated on split, else None."""
+  done, result_path = os.path.join(workdir, WALL_FILE), os.path.join(workdir, f"eval_{split}.json")
+  if not (os.path.exists(done) and os.path.exists(result_path)):
     return None
-  with open(os.path.join(workdir, "eval_test.json")) as g, open(done) as f:
-    return json.load(g), json.load(f)
+  return _read_json(result_path), _read_json(done)
 
 
-def train_and_test(config, workdir: str) -> tuple[dict, dict]:
-  """Trains and evaluates one run on its test split with probes, unless finished; (result, wall times)."""
-  finished = finished_run(workdir)
+def train_and_test(config, workdir: str, split: str = "test") -> tuple[dict, dict]:
+  """Trains one run unless finished, evaluates it on split with probes unless done; (result, wall times)."""
+  finished = finished_run(workdir, split)
   if finished:
     return finished
+  done = os.path.join(workdir, WALL_FILE)
+  if os.path.exists(done):
+    wall = _read_json(done)
+  else:
+    start = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    wall = {"train_s": time.perf_counter() - start}
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
-  wall = {"train_s": time.perf_counter() - start}
-  start = time.perf_counter()
-  result = evaluate.evaluate(workdir, "test", probe=True)
-  wall["eval_s"] = time.perf_counter() - start
-  with open(os.path.join(workdir, WALL_FILE), "w") as f:
+  result = evaluate.evaluate(workdir, split, probe=True)
+  wall["eval_s"] = time.perf_counter() - start  # the latest evaluation's
+  with open(done, "w") as f:
     json.dump(wall, f)
   return result, wall

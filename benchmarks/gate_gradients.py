@@ -24,7 +24,6 @@ import sys
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hsvae_jax import data

@@ -13,13 +13,10 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from absl import logging
 
 from hsvae_jax import default_config
-from hsvae_jax import evaluate
-from hsvae_jax import train
 import budget
 import results_doc
 
@@ -48,6 +45,11 @@ VARIANTS = {
     "recipe": ({"model.gate": "evidence", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
                 "hparams.target_active": 0.5},
                "the default recipe as the quickstart config ships it (evidence gates, usage KL, gate entropy, knob 0.5)."),
+    "mean_field": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
+                    "hparams.target_active": 0.5},
+                   "the recipe with mean-field gates: Bayes' rule at the expected log-odds, no gamma sampled."),
+    "mean_field_usage": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.target_active": 0.5},
+                         "mean-field gates and the batch-usage KL, no charge for undecided gates."),
     "decided": ({"hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 1.0, "hparams.gamma_reg_weight": 0.0},
                 "the paper's gates, KL_gamma replaced by the batch-usage KL and the charge for undecided gates."),
 }
@@ -100,19 +102,6 @@ def run_name(args: argparse.Namespace, name: str) -> str:
   return f"{args.corpus}{args.latent_dim}_{args.steps}_{name}{extra}"
 
 
-def train_and_evaluate(config, workdir: str, split: str) -> dict:
-  result_path = os.path.join(workdir, f"eval_{split}.json")
-  if os.path.exists(os.path.join(workdir, budget.WALL_FILE)) and os.path.exists(result_path):
-    with open(result_path) as f:
-      return json.load(f)
-  start = time.perf_counter()
-  if not os.path.exists(os.path.join(workdir, budget.WALL_FILE)):
-    train.train_and_evaluate(config, workdir)
-    with open(os.path.join(workdir, budget.WALL_FILE), "w") as f:
-      json.dump({"train_s": time.perf_counter() - start}, f)
-  return evaluate.evaluate(workdir, split, probe=True)
-
-
 def summary(name: str, r: dict) -> str:
   return (f"{name:40s} probe {r['probe_accuracy']:.3f} mu {r['probe_accuracy_mu']:.3f} n10 {r['probe_accuracy_n10']:.3f} "
           f"zeros {r['zero_fraction']:.2f} active {r['active_dims']:.1f} used {r['dims_used']} "
@@ -153,7 +142,7 @@ def main(argv: list[str]) -> None:
   for name in args.variants:
     overrides = VARIANTS[name][0] | (extra if name != "gaussian" else {})
     workdir = os.path.join(args.workdir, run_name(args, name))
-    results[name] = train_and_evaluate(variant_config(args, overrides), workdir, args.split)
+    results[name], _ = budget.train_and_test(variant_config(args, overrides), workdir, args.split)
     print(summary(run_name(args, name), results[name]), flush=True)
   if args.output:
     print(write_results(args, argv))

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from hsvae_jax import data
+import budget
 import compare_sparse_embeddings
 import gate_study
 import results_doc
@@ -78,7 +79,7 @@ def minilm_points(args: argparse.Namespace, corpus: str) -> list[dict]:
         _apply(config, _overrides(args))
       workdir = os.path.join(args.workdir, f"{corpus}_{latent}_k{k}")
       compare_sparse_embeddings.share_embeddings(config, corpus_data, cache_dir, workdir)
-      result = gate_study.train_and_evaluate(config, workdir, args.split)
+      result, _ = budget.train_and_test(config, workdir, args.split)
       points.append({"model": latent, "setting": setting} | result)
       print(corpus, gate_study.summary(f"{latent} {setting}", result), flush=True)
   return points
@@ -97,7 +98,7 @@ def gru_points(args: argparse.Namespace) -> list[dict]:
   points = []
   for model, setting, overrides in runs:
     workdir = os.path.join(args.workdir, f"{args.gru_corpus}_gru_{model}_{setting.split()[-1].replace('=', '')}")
-    result = gate_study.train_and_evaluate(gate_study.variant_config(study_args, overrides), workdir, args.split)
+    result, _ = budget.train_and_test(gate_study.variant_config(study_args, overrides), workdir, args.split)
     points.append({"model": model, "setting": setting} | result)
     print(gate_study.summary(f"{model} {setting}", result), flush=True)
   return points
