@@ -1,5 +1,6 @@
 """A grid of hyperparameters trained as one vmapped, jitted program over a shared data stream."""
 
+import functools
 import importlib.util
 import itertools
 
@@ -18,8 +19,12 @@ from hsvae_jax.hparams import HParams
 # Grid names and where each lives in the config: every field of HParams, and the learning rate.
 SWEEPABLE = {name: f"hparams.{name}" for name in HParams.__dataclass_fields__} | {"learning_rate": "train.learning_rate"}
 
-# Every member sees the same batch and step key; only the state and the hyperparameters are batched.
-sweep_step = jax.jit(jax.vmap(train.train_step, in_axes=(0, None, None, 0)), donate_argnums=0)
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="data_shards")
+def sweep_step(state: train.TrainState, batch: dict, base_key: jax.Array, hparams: HParams,
+               data_shards: int = 1) -> tuple[train.TrainState, dict[str, jax.Array]]:
+  """train_step for every member of a stacked state and hparams; all see the same batch and step key."""
+  step = functools.partial(train.train_step, data_shards=data_shards)
+  return jax.vmap(step, in_axes=(0, None, None, 0))(state, batch, base_key, hparams)
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[float]]:

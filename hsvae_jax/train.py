@@ -57,13 +57,16 @@ def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
 
 
-@functools.partial(jax.jit, donate_argnums=0)
-def train_step(state: TrainState, batch: dict, base_key: jax.Array,
-               hparams: HParams) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted."""
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="data_shards")
+def train_step(state: TrainState, batch: dict, base_key: jax.Array, hparams: HParams,
+               data_shards: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted.
+
+  data_shards: the devices the batch is split over (the mesh's `data` axis), see objectives.sequence_nll.
+  """
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
-  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step))
+  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step), data_shards)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = terms | {
@@ -168,7 +171,7 @@ def _global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
-StepFn = Callable[[TrainState, dict, jax.Array, HParams], tuple[TrainState, dict[str, jax.Array]]]
+StepFn = Callable[[TrainState, dict, jax.Array, HParams, int], tuple[TrainState, dict[str, jax.Array]]]
 
 
 @contextlib.contextmanager
@@ -287,8 +290,8 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
         run.workdir, start) as scalars, tqdm.tqdm(total=config.train.num_steps, initial=start, desc="train",
                                                   unit="step", disable=jax.process_index() != 0) as progress:
       for step in range(start + 1, config.train.num_steps + 1):
-        with jax.set_mesh(run.mesh):  # the loss keeps each device's share of the batch on it (objectives)
-          state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
+        state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams,
+                                 data_shards=run.mesh.shape["data"])
         pending.append(metrics)
         progress.update()
         at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps

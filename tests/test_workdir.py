@@ -133,10 +133,10 @@ def test_sigint_saves_a_checkpoint_and_the_run_resumes_bit_identically(straight,
   config = tiny_config()
   workdir = str(tmp_path / "run")
 
-  def interrupted_at_4(state, batch, key, hparams):
+  def interrupted_at_4(state, batch, key, hparams, data_shards):
     if int(state.step) == 3:  # Ctrl-C arrives during the fourth step
       os.kill(os.getpid(), signal.SIGINT)
-    return train.train_step(state, batch, key, hparams)
+    return train.train_step(state, batch, key, hparams, data_shards)
 
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
@@ -154,9 +154,9 @@ def test_divergence_finishes_the_pending_save_and_names_the_last_good_checkpoint
   config.train.checkpoint_every, config.train.log_every, config.train.max_consecutive_skips = 2, 2, 2
   workdir = str(tmp_path / "run")
 
-  def poisoned_after_2(state, batch, key, hparams):
+  def poisoned_after_2(state, batch, key, hparams, data_shards):
     nan = hparams.replace(z_reg_weight=jnp.float32(jnp.nan))
-    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan)
+    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan, data_shards)
 
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
