@@ -55,7 +55,7 @@ def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: di
   hparams default to the config's (a sweep member passes its own).
   """
   config = trained.config
-  hparams = HParams.from_config(config.hparams) if hparams is None else hparams
+  hparams = HParams.from_config(config) if hparams is None else hparams
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   outputs: dict[str, list[np.ndarray]] = {}
   batches = data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets, features)

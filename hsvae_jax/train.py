@@ -44,9 +44,8 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  # The learning rate lives in the optimiser state so a sweep can give each member its own.
-  adam = optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate)
-  return optax.apply_if_finite(adam, max_consecutive_errors=train_config.max_consecutive_skips)
+  """Adam's direction, skipping non-finite updates; train_step scales it by -hparams.learning_rate."""
+  return optax.apply_if_finite(optax.scale_by_adam(), max_consecutive_errors=train_config.max_consecutive_skips)
 
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -67,8 +66,8 @@ def train_step(state: TrainState, batch: dict, base_key: jax.Array, hparams: HPa
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
   (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step), data_shards)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  directions, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, jax.tree.map(lambda d: -hparams.learning_rate * d, directions))
   metrics = terms | {
       "grad_norm": optax.tree.norm(grads),
       "skipped_steps": opt_state.total_notfinite,
@@ -206,8 +205,8 @@ def _initial_loss(workdir: str) -> np.ndarray | None:
 
 
 def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
-  """The valid split's ELBO terms and code sparsity as evaluate reports them, keys prefixed valid/ (a list
-  over members for a sweep's stacked state)."""
+  """The valid split's ELBO terms and code sparsity as evaluate reports them, keys prefixed valid/, each
+  shaped as state.step is (a list over members for a sweep's stacked state)."""
   token_ids, features = run.valid_inputs
 
   def member(index: tuple[int, ...]) -> dict[str, float]:
@@ -217,10 +216,8 @@ def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
     out = evaluate.run_batches(trained, token_ids, features, jax.tree.map(lambda x: x[index], hparams))
     return evaluate.split_metrics(trained, out)
 
-  if not np.ndim(state.step):
-    return {f"valid/{k}": v for k, v in member(()).items()}
-  members = [member((i,)) for i in range(len(state.step))]
-  return {f"valid/{k}": [m[k] for m in members] for k in members[0]}
+  members = [member(index) for index in np.ndindex(np.shape(state.step))]  # one index, (), for a single run
+  return {f"valid/{k}": np.reshape([m[k] for m in members], np.shape(state.step)).tolist() for k in members[0]}
 
 
 @contextlib.contextmanager
@@ -270,8 +267,8 @@ def _divergence(step: int, means: dict[str, Any], initial_loss: np.ndarray, mngr
 def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -> tuple[TrainState, np.ndarray]:
   """Runs step_fn to train.num_steps with logging and checkpoints, resuming run.workdir's checkpoint.
 
-  Returns the final state and which runs diverged (a bool, or one per member when step_fn is a sweep's
-  vmapped step); raises Diverged only when all of them have, and Interrupted on Ctrl-C, after saving.
+  Returns the final state and which runs diverged, a bool array shaped as state.step (one per member for
+  a sweep's stacked state); raises Diverged only when all have, and Interrupted on Ctrl-C, after saving.
   A pending checkpoint is always finished.
   """
   config = run.config
@@ -326,5 +323,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   with layout.lock(workdir):
     run = prepare_run(config, workdir)
     layout.write_run(workdir, config, run.vocab, run.fingerprint)
-    state, _ = train_loop(run, init_state(run), train_step, HParams.from_config(config.hparams))
+    state, _ = train_loop(run, init_state(run), train_step, HParams.from_config(config))
   return state

@@ -10,6 +10,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hsvae_jax import data
@@ -90,6 +91,23 @@ def test_no_restorable_checkpoint_is_one_error(straight, tmp_path):
     evaluate.load_trained(damaged)
 
 
+def test_a_checkpoint_with_the_learning_rate_in_the_optimiser_state_is_refused_and_still_evaluates(
+    tmp_path, monkeypatch):
+  """Checkpoints from before HParams.learning_rate kept it in optax's inject_hyperparams state."""
+  config = tiny_config()
+  config.train.num_steps = 3
+  workdir = str(tmp_path / "old")
+  old_layout = lambda train_config: optax.apply_if_finite(
+      optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate), 10)
+  with monkeypatch.context() as patched:
+    patched.setattr(train, "make_optimizer", old_layout)
+    train.train_and_evaluate(config, workdir)
+  config.train.num_steps = 6
+  with pytest.raises(InputError, match=r"no checkpoint in .*checkpoints restores \(the oldest, step 3: "):
+    train.train_and_evaluate(config, workdir)
+  evaluate.load_trained(workdir)  # evaluate and encode read the parameters only
+
+
 def test_a_second_trainer_is_refused_naming_the_holder_and_readers_take_no_lock(straight, tmp_path):
   workdir = _copy(straight[0], tmp_path)
   before = open(os.path.join(workdir, layout.METRICS_FILE)).read()
@@ -142,7 +160,7 @@ def test_sigint_saves_a_checkpoint_and_the_run_resumes_bit_identically(straight,
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
   handler = signal.getsignal(signal.SIGINT)
   with pytest.raises(Interrupted, match="checkpoint saved at step 4"):
-    train.train_loop(run, train.init_state(run), interrupted_at_4, HParams.from_config(config.hparams))
+    train.train_loop(run, train.init_state(run), interrupted_at_4, HParams.from_config(config))
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "4"]  # no *.orbax-checkpoint-tmp
   assert signal.getsignal(signal.SIGINT) is handler
   resumed = train.train_and_evaluate(config, workdir)
@@ -161,7 +179,7 @@ def test_divergence_finishes_the_pending_save_and_names_the_last_good_checkpoint
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
   with pytest.raises(Diverged, match=r"diverged at step 4 .*the last good checkpoint is step 2 in .*checkpoints"):
-    train.train_loop(run, train.init_state(run), poisoned_after_2, HParams.from_config(config.hparams))
+    train.train_loop(run, train.init_state(run), poisoned_after_2, HParams.from_config(config))
   assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]  # saved whole: no *.orbax-checkpoint-tmp
   evaluate.load_trained(workdir)
 
