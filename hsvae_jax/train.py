@@ -319,7 +319,8 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains config's model in workdir, resuming the checkpoint there if any; returns the final state."""
+  """Trains config's model in workdir, resuming the checkpoint there if any, and evaluates the valid split
+  every train.eval_every steps (valid/ keys of metrics.jsonl); returns the final state."""
   with layout.lock(workdir):
     run = prepare_run(config, workdir)
     layout.write_run(workdir, config, run.vocab, run.fingerprint)

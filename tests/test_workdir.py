@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import evaluate
 from hsvae_jax import sweep
@@ -223,7 +224,7 @@ def test_a_sweeps_workdir_is_refused_by_single_run_commands(tmp_path):
   layout.write_grid(workdir, {"alpha": [1.0, 4.0]})
   layout.write_run(workdir, tiny_config(), data.Vocabulary.from_words(["a"]), {})
   members = os.path.join(workdir, layout.MEMBERS_DIR)
-  for command in (lambda: evaluate.load_trained(workdir), lambda: evaluate.encode(workdir, ["a"]),
+  for command in (lambda: evaluate.load_trained(workdir), lambda: api.load(workdir),
                   lambda: train.train_and_evaluate(tiny_config(), workdir)):
     with pytest.raises(InputError, match=f"is a sweep's workdir; its members are workdirs of their own under {members}"):
       command()

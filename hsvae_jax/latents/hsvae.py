@@ -139,9 +139,9 @@ class HSVAELatent:
   def slab_prob(posterior: base.Posterior) -> jax.Array:
     return posterior["b"] / (posterior["a"] + posterior["b"])
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     """The slab's mean where the spike-or-slab posterior at gamma = E_q[gamma] favours the slab, else 0."""
     q_z = self.posterior_z(posterior, 1 - self.slab_prob(posterior))
     slab_prob_BxZ = q_z.slab_prob
     code_BxZ = jnp.where(slab_prob_BxZ > 0.5, q_z.loc, 0.0)
-    return base.Codes(code_BxZ, q_z.loc, slab_prob_BxZ)
+    return base.BatchCodes(code_BxZ, q_z.loc, slab_prob_BxZ)
