@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   # the encoder's Gaussian message for the dimension, so gates follow the sentence) | beta (the paper: spike
   # with probability gamma, whose gates end up one mask for every sentence: docs/results.md).
   config.model.gate = "evidence"
+  # HSVAE's Beta posterior parameters a, b clipped into [0.5, 100] (straight-through), the original code's
+  # NaN workaround; on by default (benchmarks/README.md: beta_param_clip, what runs without it do).
+  config.model.beta_param_clip = True
   config.model.spike_scale = 0.05
   config.model.slab_scale = 1.0
   # MAT-VAE as the HSVAE authors ran it on text (PAPER.md): spike weight 0.8 and these kernel scales.
