@@ -149,6 +149,13 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, sweep: bool = F
              fingerprint, valid_inputs)
 
 
+# PRNG keys, all from config.seed; root = jax.random.key(seed):
+#   initialisation  split(root)[0] (init_state); the sample in init's forward pass draws at key(0), and
+#                   no parameter depends on it (create_train_state)
+#   training steps  base_key = split(root)[1]; step s draws at fold_in(base_key, s) inside train_step, so
+#                   a resumed run draws what an uninterrupted one does, and every sweep member the same
+#   evaluation      batch i draws at fold_in(fold_in(root, 1), i) (evaluate.run_batches): a fixed seed
+#                   evaluates the same every time
 def init_state(run: Run) -> TrainState:
   """Parameters initialised from the config's seed, replicated over the mesh."""
   init_key = jax.random.split(jax.random.key(run.config.seed))[0]
