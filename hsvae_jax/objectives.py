@@ -66,7 +66,7 @@ def sequence_nll(project: Callable[[jax.Array], jax.Array], states_BLxH: jax.Arr
     return jax.vmap(sum_sentences)(nll_SxC, rows_SxC // length).reshape(batch)
 
   # A cond keeps both branches' residuals, the untaken one's filled with zeros: rematerialising the
-  # fallback keeps its [B * L, V] logits out of them, a 0.1 s fill on every step at the paper's sizes.
+  # fallback keeps its [B * L, V] logits out of them, which would otherwise be filled on every step.
   return jax.lax.cond(jnp.all(real_S <= capacity), real_rows, jax.checkpoint(every_row), states_BLxH)
 
 
