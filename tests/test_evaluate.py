@@ -74,8 +74,9 @@ def test_evaluation_terms_are_the_training_objectives_at_the_same_key_and_repeat
                                                jax.random.fold_in(eval_key, i), hparams)
     real = batch["mask"] > 0
     for name in ("loss", "rec_nll", "kl_z", "kl_gamma"):
-      np.testing.assert_allclose(out[name][start:start + real.sum()], np.asarray(terms[name])[real], rtol=1e-6,
-                                 err_msg=name)
+      # eval_step is jitted, these terms are not: float32 rounding (a KL near 0 differs by 2e-7).
+      np.testing.assert_allclose(out[name][start:start + real.sum()], np.asarray(terms[name])[real], rtol=1e-5,
+                                 atol=1e-5, err_msg=name)
     start += real.sum()
   assert start == len(token_ids)
 
