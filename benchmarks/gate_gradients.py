@@ -106,7 +106,7 @@ def study(args: argparse.Namespace) -> dict:
   run = train.prepare_run(config, workdir)
   corpus = data.load_corpus(config.data)
   batch = fixed_batch(run, corpus.sentences["train"], config, args.sentences)
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config)
   state = train.init_state(run)
   step_key = train.base_key(config)
   results = {}

@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> dict:
   config.model.token_capacity = args.token_capacity
   model = make_model(config.model, sizes.vocab_size)
   init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config)
   batch = synthetic_batch(sizes, sizes.batch_size, seed=0)
   result = {"load_average_start": os.getloadavg(), "quick": args.quick, "latent": config.model.latent,
             "dtype": args.dtype, "device": str(jax.devices()[0].device_kind),

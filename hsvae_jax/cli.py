@@ -51,8 +51,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate: valid, test or train.")
 _INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a line.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where `encode` writes the codes (.npz).")
-_GRID = flags.DEFINE_multi_string("grid", [], "`sweep`: NAME=V1,V2,... (alpha, beta, z_reg_weight, "
-                                   "gamma_reg_weight, temperature, learning_rate); members are the cross product.")
+_GRID = flags.DEFINE_multi_string("grid", [], "`sweep`: NAME=V1,V2,... (NAME: a key of the config's hparams "
+                                   "section, or learning_rate); members are the cross product.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs "
                                    "outside SLURM and TPU VMs (which are detected).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address: processes in the job.")
@@ -187,8 +187,8 @@ def _train() -> None:
   from hsvae_jax import distributed, train  # heavy imports after flags are known to be good
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _NUM_CPU_DEVICES.value)
   state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  if int(state.step.max()) < _CONFIG.value.train.num_steps:
-    print(f"preempted: checkpoint saved at step {int(state.step.max())}; run again to resume", file=sys.stderr)
+  if int(state.step) < _CONFIG.value.train.num_steps:
+    print(f"preempted: checkpoint saved at step {int(state.step)}; run again to resume", file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
 
 

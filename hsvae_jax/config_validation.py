@@ -100,6 +100,7 @@ RULES: dict[str, Check] = {
     "model.token_capacity": real(0, 1, low_open=True),
     "model.kl_z": choice(*KL_ESTIMATORS),
     "model.gate": choice(*GATES),
+    "model.beta_param_clip": boolean(),
     "model.spike_scale": positive(),
     "model.slab_scale": positive(),
     "model.matvae_spike_weight": real(0, 1),

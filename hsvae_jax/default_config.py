@@ -59,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
   # evidence: the same rule at a sampled gamma. beta: the paper (spike with probability gamma), whose gates
   # end up one mask for every sentence. docs/results.md compares them.
   config.model.gate = "mean_field"
+  # HSVAE's Beta posterior parameters a, b clipped into [0.5, 100] (straight-through), the original code's
+  # NaN workaround. No run without it has produced a NaN (benchmarks/README.md); it stays on because it also
+  # bounds the mean-field gate's prior log-odds, digamma(a) - digamma(b), which run to -1/a as a -> 0.
+  config.model.beta_param_clip = True
   config.model.spike_scale = 0.05
   config.model.slab_scale = 1.0
   # MAT-VAE as the HSVAE authors ran it on text (PAPER.md): spike weight 0.8 and these kernel scales.

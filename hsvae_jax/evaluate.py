@@ -14,12 +14,10 @@ from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import objectives
 from hsvae_jax import workdir as layout
-from hsvae_jax.errors import InputError, warn
+from hsvae_jax.data.corpus import SPLITS
+from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
-
-SPLITS = ("train", "valid", "test")
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
@@ -55,7 +53,7 @@ def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: di
   hparams default to the config's (a sweep member passes its own).
   """
   config = trained.config
-  hparams = HParams.from_config(config.hparams) if hparams is None else hparams
+  hparams = HParams.from_config(config) if hparams is None else hparams
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   outputs: dict[str, list[np.ndarray]] = {}
   batches = data.eval_batches(token_ids, config.eval.batch_size, config.data.length_buckets, features)
@@ -131,16 +129,3 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
         corpus.labels[split], train_out["mu"], out["mu"], eval_split=split)
   layout.write_eval(workdir, split, result)
   return result
-
-
-def encode(workdir: str, sentences: list[str]) -> dict[str, np.ndarray]:
-  """Sparse codes, slab means and slab probabilities of sentences, each [N, Z], in input order."""
-  if not sentences:
-    raise InputError("no sentences to encode")
-  empty = sum(not sentence.split() for sentence in sentences)
-  if empty:
-    warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
-  trained = load_trained(workdir)
-  token_ids = trained.vocab.encode_all(sentences, trained.config.data.max_length)
-  out = run_batches(trained, token_ids, embed.model_inputs(trained.config.model, sentences))
-  return {name: out[name] for name in ("code", "mu", "slab_prob")}

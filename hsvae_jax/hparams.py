@@ -7,7 +7,8 @@ import ml_collections
 
 
 class HParams(flax.struct.PyTreeNode):
-  """Prior shape, KL weights and relaxation temperature; each a float32 array (scalar or batched)."""
+  """Prior shape, KL weights, relaxation temperature and learning rate; each a float32 array (scalar or
+  batched). Each is set at config key `config_key(name)`, and a sweep may vary any of them."""
 
   alpha: jnp.ndarray  # Beta prior over the spike probability gamma
   beta: jnp.ndarray
@@ -24,11 +25,20 @@ class HParams(flax.struct.PyTreeNode):
   # Steps over which the weights that make codes sparse (gamma_reg_weight, usage_weight, gate_entropy_weight)
   # rise linearly from 0, so the decoder learns to read z before gates close (0: full weight from the start).
   warmup_steps: jnp.ndarray = 0.0
+  learning_rate: jnp.ndarray = 0.0  # Adam's step size
+
+  @staticmethod
+  def config_key(name: str) -> str:
+    """The config key that sets field `name`: hparams.<name>, but train.learning_rate as users set it."""
+    return "train.learning_rate" if name == "learning_rate" else f"hparams.{name}"
 
   @classmethod
-  def from_config(cls, hparams_config: ml_collections.ConfigDict) -> "HParams":
-    # Workdirs written before the fields that default to 0 existed trained without them.
-    return cls(**{name: jnp.asarray(hparams_config.get(name, 0.0), jnp.float32) for name in cls.__dataclass_fields__})
+  def from_config(cls, config: ml_collections.ConfigDict) -> "HParams":
+    def value(name):
+      section, key = cls.config_key(name).split(".")
+      # Workdirs written before the fields that default to 0 existed trained without them.
+      return jnp.asarray(config[section].get(key, 0.0), jnp.float32)
+    return cls(**{name: value(name) for name in cls.__dataclass_fields__})
 
   def at_step(self, step: jax.Array) -> "HParams":
     """These hyperparameters at training step `step`, with the sparsity weights warmed up."""

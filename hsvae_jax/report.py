@@ -16,8 +16,8 @@ import ml_collections
 import numpy as np
 import scipy.sparse
 
+from hsvae_jax import api
 from hsvae_jax import data
-from hsvae_jax import evaluate
 from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.sweep import SWEEPABLE as GRID_NAMES
@@ -42,7 +42,7 @@ _SAMPLE_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class EvaluatedRun:
   """One workdir's config and the eval_<split>.json results `hsvae evaluate` left there."""
 
   workdir: str
@@ -67,12 +67,12 @@ class Run:
     return self.results[self.split]
 
 
-def load_run(workdir: str) -> Run:
+def load_run(workdir: str) -> EvaluatedRun:
   config = layout.load_config(workdir)
   results = layout.read_evals(workdir)
   if not results:
     raise InputError(f"{workdir} holds no eval_<split>.json; run `hsvae evaluate --workdir {workdir}` first")
-  return Run(workdir, config, results)
+  return EvaluatedRun(workdir, config, results)
 
 
 def frontier_figure(sweeps: list[list[dict]]) -> matplotlib.figure.Figure:
@@ -128,14 +128,14 @@ def _png(figure: matplotlib.figure.Figure) -> bytes:
   return buffer.getvalue()
 
 
-def _bar_labels(runs: list[Run]) -> list[str]:
+def _bar_labels(runs: list[EvaluatedRun]) -> list[str]:
   """Model names; a name shared by two workdirs on one corpus gets the workdir's name added."""
   keys = [(run.corpus, run.model) for run in runs]
   return [f"{run.model} ({os.path.basename(os.path.normpath(run.workdir))})" if keys.count(key) > 1
           else run.model for run, key in zip(runs, keys)]
 
 
-def results_figure(runs: list[Run]) -> matplotlib.figure.Figure:
+def results_figure(runs: list[EvaluatedRun]) -> matplotlib.figure.Figure:
   """Grouped bars as in the paper: a bar per model in each corpus; probe accuracy in one panel, Hoyer in the other.
 
   A panel is left out when no run has its number (probe accuracy needs `hsvae evaluate --probe`).
@@ -180,7 +180,7 @@ def _cell(value) -> str:
   return str(value).replace("|", "\\|")
 
 
-def results_table(runs: list[Run]) -> str:
+def results_table(runs: list[EvaluatedRun]) -> str:
   """A markdown table of the figure's numbers and the ELBO terms: a row per workdir and evaluated split."""
   probe_keys = [key for key in PROBE_KEYS if any(key in r for run in runs for r in run.results.values())]
   header = ["workdir", "corpus", "model", "latent_dim", "split", *TABLE_KEYS, *probe_keys]
@@ -275,11 +275,11 @@ def _dimension_html(d: int, sentences: list[str], code_N: np.ndarray, words: lis
           "</div>")
 
 
-def _run_section(number: int, run: Run) -> str:
+def _run_section(number: int, run: EvaluatedRun) -> str:
   """A workdir's part of the page; encodes (a sample of) the split it was evaluated on."""
   corpus = data.load_corpus(run.config.data)
   sentences, labels = _sample(corpus.sentences[run.split], corpus.labels[run.split])
-  code_NxZ = evaluate.encode(run.workdir, sentences)["code"]
+  code_NxZ = api.load(run.workdir, compilation_cache=False).encode(sentences).codes.toarray()
   activation_NxZ = np.abs(code_NxZ)
   used_Z = (code_NxZ != 0).sum(axis=0)
   # Most used first; ties (every dimension of a dense code is used) broken by mean activation.
@@ -321,7 +321,7 @@ td.num { font-family: monospace; text-align: right; }
 """
 
 
-def dimensions_page(runs: list[Run]) -> str:
+def dimensions_page(runs: list[EvaluatedRun]) -> str:
   """The HTML page: per workdir, training curves, a dimension x class heatmap and the most used dimensions."""
   links = "".join(f'<li><a href="#run-{i}">{html.escape(run.corpus)} · {html.escape(run.model)}:'
                   f" {html.escape(run.workdir)}</a></li>" for i, run in enumerate(runs))

@@ -1,12 +1,12 @@
 """A grid of hyperparameters trained as one vmapped, jitted program over a shared data stream."""
 
+import functools
 import importlib.util
 import itertools
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from hsvae_jax import config_validation
 from hsvae_jax import evaluate
@@ -15,11 +15,15 @@ from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 
-# Grid names and where each lives in the config: every field of HParams, and the learning rate.
-SWEEPABLE = {name: f"hparams.{name}" for name in HParams.__dataclass_fields__} | {"learning_rate": "train.learning_rate"}
+# Grid names and where each lives in the config: every field of HParams.
+SWEEPABLE = {name: HParams.config_key(name) for name in HParams.__dataclass_fields__}
 
-# Every member sees the same batch and step key; only the state and the hyperparameters are batched.
-sweep_step = jax.jit(jax.vmap(train.train_step, in_axes=(0, None, None, 0)), donate_argnums=0)
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="data_shards")
+def sweep_step(state: train.TrainState, batch: dict, base_key: jax.Array, hparams: HParams,
+               data_shards: int = 1) -> tuple[train.TrainState, dict[str, jax.Array]]:
+  """train_step for every member of a stacked state and hparams; all see the same batch and step key."""
+  step = functools.partial(train.train_step, data_shards=data_shards)
+  return jax.vmap(step, in_axes=(0, None, None, 0))(state, batch, base_key, hparams)
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[float]]:
@@ -56,15 +60,6 @@ def member_name(member: dict[str, float]) -> str:
   return "_".join(f"{name}-{value:g}" for name, value in member.items())
 
 
-def _stack_state(state: train.TrainState, learning_rates: np.ndarray) -> train.TrainState:
-  """One copy of state per member, each with its own learning rate in the optimiser state."""
-  stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(learning_rates),) + x.shape), state)
-  adam_state = stacked.opt_state.inner_state
-  hyperparams = adam_state.hyperparams | {"learning_rate": jnp.asarray(learning_rates, jnp.float32)}
-  opt_state = stacked.opt_state._replace(inner_state=adam_state._replace(hyperparams=hyperparams))
-  return stacked.replace(opt_state=opt_state)
-
-
 def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[float]],
           split: str = "valid") -> list[dict] | None:
   """Trains every member of the grid at once, then evaluates each (probes too when the corpus has labels).
@@ -86,8 +81,8 @@ def sweep(config: ml_collections.ConfigDict, workdir: str, grid: dict[str, list[
       layout.check_grid(workdir, grid)
     layout.write_grid(workdir, grid)  # first: it marks the workdir as a sweep's
     layout.write_run(workdir, config, run.vocab, run.fingerprint)
-    hparams = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[HParams.from_config(c.hparams) for c in configs])
-    state = _stack_state(train.init_state(run), np.array([c.train.learning_rate for c in configs]))
+    hparams = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[HParams.from_config(c) for c in configs])
+    state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(configs),) + x.shape), train.init_state(run))
     state, diverged = train.train_loop(run, state, sweep_step, hparams)
     if int(state.step.max()) < config.train.num_steps:
       return None

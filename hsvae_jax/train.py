@@ -44,9 +44,8 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  # The learning rate lives in the optimiser state so a sweep can give each member its own.
-  adam = optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate)
-  return optax.apply_if_finite(adam, max_consecutive_errors=train_config.max_consecutive_skips)
+  """Adam's direction, skipping non-finite updates; train_step scales it by -hparams.learning_rate."""
+  return optax.apply_if_finite(optax.scale_by_adam(), max_consecutive_errors=train_config.max_consecutive_skips)
 
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -57,15 +56,18 @@ def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
 
 
-@functools.partial(jax.jit, donate_argnums=0)
-def train_step(state: TrainState, batch: dict, base_key: jax.Array,
-               hparams: HParams) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted."""
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="data_shards")
+def train_step(state: TrainState, batch: dict, base_key: jax.Array, hparams: HParams,
+               data_shards: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted.
+
+  data_shards: the devices the batch is split over (the mesh's `data` axis), see objectives.sequence_nll.
+  """
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
-  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step))
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  (_, terms), grads = grad_fn(state.params, state.model, batch, key, hparams.at_step(state.step), data_shards)
+  directions, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, jax.tree.map(lambda d: -hparams.learning_rate * d, directions))
   metrics = terms | {
       "grad_norm": optax.tree.norm(grads),
       "skipped_steps": opt_state.total_notfinite,
@@ -147,6 +149,13 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, sweep: bool = F
              fingerprint, valid_inputs)
 
 
+# PRNG keys, all from config.seed; root = jax.random.key(seed):
+#   initialisation  split(root)[0] (init_state); the sample in init's forward pass draws at key(0), and
+#                   no parameter depends on it (create_train_state)
+#   training steps  base_key = split(root)[1]; step s draws at fold_in(base_key, s) inside train_step, so
+#                   a resumed run draws what an uninterrupted one does, and every sweep member the same
+#   evaluation      batch i draws at fold_in(fold_in(root, 1), i) (evaluate.run_batches): a fixed seed
+#                   evaluates the same every time
 def init_state(run: Run) -> TrainState:
   """Parameters initialised from the config's seed, replicated over the mesh."""
   init_key = jax.random.split(jax.random.key(run.config.seed))[0]
@@ -168,7 +177,7 @@ def _global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
-StepFn = Callable[[TrainState, dict, jax.Array, HParams], tuple[TrainState, dict[str, jax.Array]]]
+StepFn = Callable[[TrainState, dict, jax.Array, HParams, int], tuple[TrainState, dict[str, jax.Array]]]
 
 
 @contextlib.contextmanager
@@ -203,8 +212,8 @@ def _initial_loss(workdir: str) -> np.ndarray | None:
 
 
 def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
-  """The valid split's ELBO terms and code sparsity as evaluate reports them, keys prefixed valid/ (a list
-  over members for a sweep's stacked state)."""
+  """The valid split's ELBO terms and code sparsity as evaluate reports them, keys prefixed valid/, each
+  shaped as state.step is (a list over members for a sweep's stacked state)."""
   token_ids, features = run.valid_inputs
 
   def member(index: tuple[int, ...]) -> dict[str, float]:
@@ -214,10 +223,8 @@ def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
     out = evaluate.run_batches(trained, token_ids, features, jax.tree.map(lambda x: x[index], hparams))
     return evaluate.split_metrics(trained, out)
 
-  if not np.ndim(state.step):
-    return {f"valid/{k}": v for k, v in member(()).items()}
-  members = [member((i,)) for i in range(len(state.step))]
-  return {f"valid/{k}": [m[k] for m in members] for k in members[0]}
+  members = [member(index) for index in np.ndindex(np.shape(state.step))]  # one index, (), for a single run
+  return {f"valid/{k}": np.reshape([m[k] for m in members], np.shape(state.step)).tolist() for k in members[0]}
 
 
 @contextlib.contextmanager
@@ -267,8 +274,8 @@ def _divergence(step: int, means: dict[str, Any], initial_loss: np.ndarray, mngr
 def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -> tuple[TrainState, np.ndarray]:
   """Runs step_fn to train.num_steps with logging and checkpoints, resuming run.workdir's checkpoint.
 
-  Returns the final state and which runs diverged (a bool, or one per member when step_fn is a sweep's
-  vmapped step); raises Diverged only when all of them have, and Interrupted on Ctrl-C, after saving.
+  Returns the final state and which runs diverged, a bool array shaped as state.step (one per member for
+  a sweep's stacked state); raises Diverged only when all have, and Interrupted on Ctrl-C, after saving.
   A pending checkpoint is always finished.
   """
   config = run.config
@@ -287,8 +294,8 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
         run.workdir, start) as scalars, tqdm.tqdm(total=config.train.num_steps, initial=start, desc="train",
                                                   unit="step", disable=jax.process_index() != 0) as progress:
       for step in range(start + 1, config.train.num_steps + 1):
-        with jax.set_mesh(run.mesh):  # the loss keeps each device's share of the batch on it (objectives)
-          state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams)
+        state, metrics = step_fn(state, _global_batch(next(run.batches), run.mesh), step_key, hparams,
+                                 data_shards=run.mesh.shape["data"])
         pending.append(metrics)
         progress.update()
         at_checkpoint = step % config.train.checkpoint_every == 0 or step == config.train.num_steps
@@ -319,9 +326,10 @@ def train_loop(run: Run, state: TrainState, step_fn: StepFn, hparams: HParams) -
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains config's model in workdir, resuming the checkpoint there if any; returns the final state."""
+  """Trains config's model in workdir, resuming the checkpoint there if any, and evaluates the valid split
+  every train.eval_every steps (valid/ keys of metrics.jsonl); returns the final state."""
   with layout.lock(workdir):
     run = prepare_run(config, workdir)
     layout.write_run(workdir, config, run.vocab, run.fingerprint)
-    state, _ = train_loop(run, init_state(run), train_step, HParams.from_config(config.hparams))
+    state, _ = train_loop(run, init_state(run), train_step, HParams.from_config(config))
   return state

@@ -1,6 +1,5 @@
 """hsvae_jax.load: encode to sparse codes, decode codes to sentences, and the CLI commands built on them."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -137,7 +137,7 @@ def test_tiny_sentence_vae_trains_with_each_baseline(latent):
   state = train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
   batch = {"tokens": jnp.array([[5, 6, 7, 1, 0, 0], [4, 9, 3, 8, 2, 1], [3, 3, 1, 0, 0, 0], [10, 4, 6, 9, 1, 0]]),
            "lengths": jnp.array([4, 6, 3, 5])}
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config)
   params_before = jax.device_get(state.params)
   for _ in range(3):
     state, metrics = train.train_step(state, batch, jax.random.key(1), hparams)

@@ -100,9 +100,10 @@ def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(tmp_path):
 
 # Per-device packing of the real tokens, checked in a fresh process with 4 fake devices: 8 sentences of
 # 10 tokens, 2 per device; half a device's 20 rows rounds up to a capacity of 16, which every device's
-# real rows (13, 7, 8 and 10) fit.
+# real rows (13, 7, 8 and 10) fit. The loss reads the shard count from its argument, not the mesh: on
+# Auto axes no mesh is set (Explicit axes need one set, for JAX's own sharding rules).
 PACKING_SCRIPT = """
-import functools, json, re, sys
+import contextlib, functools, json, re, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_num_cpu_devices", 4)
 from hsvae_jax import objectives
@@ -114,15 +115,13 @@ kernel = jax.random.normal(keys[1], (6, 12))
 tokens = jax.random.randint(keys[2], (8, 10), 0, 12)
 lengths = jnp.array([3, 10, 2, 5, 7, 1, 4, 6])
 split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-# 6 sentences do not split over 4 devices: they are packed as one batch.
-six = [x[:n] for x, n in ((states, 60), (tokens, 6), (lengths, 6))]
 states, tokens, lengths = (jax.device_put(x, split) for x in (states, tokens, lengths))
 
 def total(states, kernel, tokens, lengths, capacity):
-  return objectives.sequence_nll(lambda x: x @ kernel, states, tokens, lengths, capacity).sum()
+  return objectives.sequence_nll(lambda x: x @ kernel, states, tokens, lengths, capacity, data_shards=4).sum()
 
 result = {}
-with jax.set_mesh(mesh):
+with jax.set_mesh(mesh) if sys.argv[1] == "Explicit" else contextlib.nullcontext():
   for capacity in (1.0, 0.5):
     step = jax.jit(jax.value_and_grad(functools.partial(total, capacity=capacity), (0, 1)))
     hlo = step.lower(states, kernel, tokens, lengths).compile().as_text()
@@ -131,8 +130,6 @@ with jax.set_mesh(mesh):
         "value": float(value), "grads": [np.asarray(g).tolist() for g in grads],
         "all_gathers": len(re.findall(r"all-gather[.0-9]* = ", hlo)),
         "projected_rows": sorted({int(m) for m in re.findall(r"f32\\[(\\d+),12\\]\\S* dot\\(", hlo)})}
-  result["six_sentences"] = [float(jax.jit(functools.partial(total, capacity=c))(six[0], kernel, *six[1:]))
-                             for c in (1.0, 0.5)]
 print(json.dumps(result))
 """
 
@@ -149,5 +146,3 @@ def test_each_device_packs_its_own_real_tokens_for_the_vocabulary_projection(axi
   assert packed["all_gathers"] == every_row["all_gathers"] == 0  # no device reads another's states
   assert abs(packed["value"] - every_row["value"]) <= 1e-5 * abs(every_row["value"])
   chex.assert_trees_all_close(packed["grads"], every_row["grads"], rtol=1e-5, atol=1e-6)
-  every_row_six, packed_six = result["six_sentences"]
-  assert abs(packed_six - every_row_six) <= 1e-5 * abs(every_row_six)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import default_config
 from hsvae_jax import embed
@@ -145,7 +146,7 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
   # The valid split too: training evaluates it every train.eval_every steps.
   assert cached == ["test.json", "test.npy", "train.json", "train.npy", "valid.json", "valid.npy"]
   # New sentences are embedded on the fly, not from the cache.
-  codes = evaluate.encode(workdir, ["a sentence the corpus never had", "another"])["code"]
+  codes = api.load(workdir).encode(["a sentence the corpus never had", "another"]).codes.toarray()
   assert codes.shape == (2, 32) and np.isfinite(codes).all()
 
 
@@ -192,7 +193,7 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   result = evaluate.evaluate(str(tmp_path / "run"), "test")
   assert np.isfinite(result["rec_nll"]) and result["num_sentences"] == 60
   assert not os.path.exists(tmp_path / "run" / layout.EMBEDDINGS_DIR)  # nothing to cache when fine-tuning
-  assert evaluate.encode(str(tmp_path / "run"), sentences)["code"].shape == (3, 8)
+  assert api.load(str(tmp_path / "run")).encode(sentences).codes.shape == (3, 8)
 
 
 def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(tmp_path):

@@ -155,3 +155,10 @@ def test_hsvae_gamma_sample_has_the_reparameterisation_gradient_of_the_beta_mean
   a, b = np.asarray(POSTERIOR["a"][0]), np.asarray(POSTERIOR["b"][0])
   np.testing.assert_allclose(grad_a, b / (a + b) ** 2, rtol=0.05)
   np.testing.assert_allclose(grad_b, -a / (a + b) ** 2, rtol=0.05)
+
+
+def test_sequence_nll_refuses_a_batch_that_does_not_split_into_the_data_shards():
+  states_BLxH, tokens_BxL, lengths_B = jnp.zeros((6 * 4, 3)), jnp.zeros((6, 4), jnp.int32), jnp.full(6, 4)
+  with pytest.raises(ValueError, match="a batch of 6 sentences does not split into 4 data shards"):
+    objectives.sequence_nll(lambda x: x, states_BLxH, tokens_BxL, lengths_B, 0.5, data_shards=4)
+  assert objectives.sequence_nll(lambda x: x, states_BLxH, tokens_BxL, lengths_B, 0.5, data_shards=3).shape == (6,)

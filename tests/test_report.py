@@ -6,9 +6,9 @@ import shutil
 import matplotlib.image
 import numpy as np
 import pytest
-import scipy.sparse
 
 from conftest import tiny_config
+from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import default_config
 from hsvae_jax import evaluate
@@ -54,14 +54,13 @@ def workdirs(tmp_path_factory):
 
   # What `hsvae evaluate --probe` adds to eval_test.json.
   corpus = data.load_corpus(tiny_config().data)
-  codes = {split: evaluate.encode(hsvae, corpus.sentences[split]) for split in ("train", "test")}
+  codes = {split: api.load(hsvae).encode(corpus.sentences[split]) for split in ("train", "test")}
   path = os.path.join(hsvae, "eval_test.json")
   with open(path) as f:
     result = json.load(f)
   result |= probes.probe_metrics(
-      scipy.sparse.csr_matrix(codes["train"]["code"]), corpus.labels["train"],
-      scipy.sparse.csr_matrix(codes["test"]["code"]), corpus.labels["test"],
-      codes["train"]["mu"], codes["test"]["mu"], eval_split="test")
+      codes["train"].codes, corpus.labels["train"], codes["test"].codes, corpus.labels["test"],
+      codes["train"].mu, codes["test"].mu, eval_split="test")
   with open(path, "w") as f:
     json.dump(result, f)
   return hsvae, gaussian

@@ -41,7 +41,7 @@ def test_step_compiles_at_most_once_per_length_bucket():
   state, batches = _state_and_batches(config)
   step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=len(config.data.length_buckets)),
                  donate_argnums=0)
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config)
   lengths_seen = set()
   for _ in range(40):
     batch = next(batches)
@@ -55,7 +55,7 @@ def test_non_finite_update_is_skipped_and_counted():
   config = tiny_config()
   state, batches = _state_and_batches(config)
   batch = next(batches)
-  hparams = HParams.from_config(config.hparams)
+  hparams = HParams.from_config(config)
   state, _ = train.train_step(state, batch, jax.random.key(1), hparams)
   params_before = jax.device_get(state.params)
   poisoned = hparams.replace(z_reg_weight=jnp.float32(jnp.nan))

@@ -10,8 +10,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import evaluate
 from hsvae_jax import sweep
@@ -90,6 +92,23 @@ def test_no_restorable_checkpoint_is_one_error(straight, tmp_path):
     evaluate.load_trained(damaged)
 
 
+def test_a_checkpoint_with_the_learning_rate_in_the_optimiser_state_is_refused_and_still_evaluates(
+    tmp_path, monkeypatch):
+  """Checkpoints from before HParams.learning_rate kept it in optax's inject_hyperparams state."""
+  config = tiny_config()
+  config.train.num_steps = 3
+  workdir = str(tmp_path / "old")
+  old_layout = lambda train_config: optax.apply_if_finite(
+      optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate), 10)
+  with monkeypatch.context() as patched:
+    patched.setattr(train, "make_optimizer", old_layout)
+    train.train_and_evaluate(config, workdir)
+  config.train.num_steps = 6
+  with pytest.raises(InputError, match=r"no checkpoint in .*checkpoints restores \(the oldest, step 3: "):
+    train.train_and_evaluate(config, workdir)
+  evaluate.load_trained(workdir)  # evaluate and encode read the parameters only
+
+
 def test_a_second_trainer_is_refused_naming_the_holder_and_readers_take_no_lock(straight, tmp_path):
   workdir = _copy(straight[0], tmp_path)
   before = open(os.path.join(workdir, layout.METRICS_FILE)).read()
@@ -133,16 +152,16 @@ def test_sigint_saves_a_checkpoint_and_the_run_resumes_bit_identically(straight,
   config = tiny_config()
   workdir = str(tmp_path / "run")
 
-  def interrupted_at_4(state, batch, key, hparams):
+  def interrupted_at_4(state, batch, key, hparams, data_shards):
     if int(state.step) == 3:  # Ctrl-C arrives during the fourth step
       os.kill(os.getpid(), signal.SIGINT)
-    return train.train_step(state, batch, key, hparams)
+    return train.train_step(state, batch, key, hparams, data_shards)
 
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
   handler = signal.getsignal(signal.SIGINT)
   with pytest.raises(Interrupted, match="checkpoint saved at step 4"):
-    train.train_loop(run, train.init_state(run), interrupted_at_4, HParams.from_config(config.hparams))
+    train.train_loop(run, train.init_state(run), interrupted_at_4, HParams.from_config(config))
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "4"]  # no *.orbax-checkpoint-tmp
   assert signal.getsignal(signal.SIGINT) is handler
   resumed = train.train_and_evaluate(config, workdir)
@@ -154,14 +173,14 @@ def test_divergence_finishes_the_pending_save_and_names_the_last_good_checkpoint
   config.train.checkpoint_every, config.train.log_every, config.train.max_consecutive_skips = 2, 2, 2
   workdir = str(tmp_path / "run")
 
-  def poisoned_after_2(state, batch, key, hparams):
+  def poisoned_after_2(state, batch, key, hparams, data_shards):
     nan = hparams.replace(z_reg_weight=jnp.float32(jnp.nan))
-    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan)
+    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan, data_shards)
 
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
   with pytest.raises(Diverged, match=r"diverged at step 4 .*the last good checkpoint is step 2 in .*checkpoints"):
-    train.train_loop(run, train.init_state(run), poisoned_after_2, HParams.from_config(config.hparams))
+    train.train_loop(run, train.init_state(run), poisoned_after_2, HParams.from_config(config))
   assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]  # saved whole: no *.orbax-checkpoint-tmp
   evaluate.load_trained(workdir)
 
@@ -205,7 +224,7 @@ def test_a_sweeps_workdir_is_refused_by_single_run_commands(tmp_path):
   layout.write_grid(workdir, {"alpha": [1.0, 4.0]})
   layout.write_run(workdir, tiny_config(), data.Vocabulary.from_words(["a"]), {})
   members = os.path.join(workdir, layout.MEMBERS_DIR)
-  for command in (lambda: evaluate.load_trained(workdir), lambda: evaluate.encode(workdir, ["a"]),
+  for command in (lambda: evaluate.load_trained(workdir), lambda: api.load(workdir),
                   lambda: train.train_and_evaluate(tiny_config(), workdir)):
     with pytest.raises(InputError, match=f"is a sweep's workdir; its members are workdirs of their own under {members}"):
       command()

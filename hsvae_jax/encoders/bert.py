@@ -336,10 +336,15 @@ def cls_pool(h_BxLxD: jax.Array) -> jax.Array:
   return h_BxLxD[:, 0]
 
 
+def pool(h_BxLxD: jax.Array, mask_BxL: jax.Array, pooling: str) -> jax.Array:
+  """One vector a sentence, by `pooling` (one of POOLINGS)."""
+  return mean_pool(h_BxLxD, mask_BxL) if pooling == "mean" else cls_pool(h_BxLxD)
+
+
 @functools.partial(jax.jit, static_argnames=("module", "pooling", "normalize"))
 def _encode(module: Bert, params: dict, batch: dict[str, jax.Array], pooling: str, normalize: bool) -> jax.Array:
   h_BxLxD = module.apply(params, batch["ids"], batch["type_ids"], batch["mask"])
-  pooled_BxD = mean_pool(h_BxLxD, batch["mask"]) if pooling == "mean" else cls_pool(h_BxLxD)
+  pooled_BxD = pool(h_BxLxD, batch["mask"], pooling)
   if not normalize:
     return pooled_BxD
   # torch.nn.functional.normalize's epsilon, as sentence-transformers' Normalize uses it.

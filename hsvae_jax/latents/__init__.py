@@ -3,7 +3,7 @@
 import ml_collections
 
 from hsvae_jax.errors import InputError
-from hsvae_jax.latents.base import Codes, Latent
+from hsvae_jax.latents.base import BatchCodes, Latent
 from hsvae_jax.latents.gaussian import GaussianLatent
 from hsvae_jax.latents.hsvae import HSVAELatent
 from hsvae_jax.latents.matvae import MATVAELatent
@@ -27,4 +27,4 @@ def make_latent(model_config: ml_collections.ConfigDict) -> Latent:
     raise InputError(f"unknown model.kl_z {model_config.kl_z!r}; choose one of {', '.join(KL_ESTIMATORS)}")
   return LATENTS[model_config.latent].from_config(model_config)
 
-__all__ = ["Codes", "Latent", "LATENTS", "make_latent", *(cls.__name__ for cls in LATENTS.values())]
+__all__ = ["BatchCodes", "Latent", "LATENTS", "make_latent", *(cls.__name__ for cls in LATENTS.values())]

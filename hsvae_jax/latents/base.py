@@ -12,8 +12,9 @@ Posterior = dict[str, jax.Array]  # the posterior's parameters, each [B, Z]
 Sample = dict[str, jax.Array]  # 'z' [B, Z] and whatever else the family's KL needs
 
 
-class Codes(NamedTuple):
-  """Deterministic codes of a batch: the sparse code, the slab mean and E_q[slab indicator]."""
+class BatchCodes(NamedTuple):
+  """Deterministic codes of a batch on the device: the sparse code, the slab mean and E_q[slab indicator]
+  (api.Codes holds the codes of many sentences, on the host)."""
 
   code_BxZ: jax.Array
   mu_BxZ: jax.Array
@@ -44,5 +45,5 @@ class Latent(Protocol):
   def kl(self, posterior: Posterior, sample: Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
     """(KL_z [B], KL_gamma [B]), each summed over latent dimensions."""
 
-  def codes(self, posterior: Posterior) -> Codes:
+  def codes(self, posterior: Posterior) -> BatchCodes:
     """Codes for evaluation and encoding (no sampling)."""

@@ -51,6 +51,6 @@ class GaussianLatent:
     kl_z_B = kl_z_BxZ.sum(-1)
     return kl_z_B, jnp.zeros_like(kl_z_B)
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     mu = posterior["mu"]
-    return base.Codes(mu, mu, jnp.ones_like(mu))
+    return base.BatchCodes(mu, mu, jnp.ones_like(mu))

@@ -14,7 +14,7 @@ from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
 from hsvae_jax.prior import HierarchicalSpikeSlab, SpikeAndSlab
 
-# The original code's fix for NaN losses: Beta parameters kept in [0.5, 100] (PAPER.md).
+# The original code's fix for NaN losses: Beta parameters kept in [0.5, 100] (PAPER.md); model.beta_param_clip.
 BETA_PARAM_RANGE = (0.5, 100.0)
 
 
@@ -25,17 +25,21 @@ def straight_through_clip(x: jax.Array, low: float, high: float) -> jax.Array:
 
 class HSVAEHead(nn.Module):
   latent_dim: int
+  beta_param_clip: bool = True  # the Beta parameters in BETA_PARAM_RANGE
 
   @nn.compact
   def __call__(self, h_BxH: jax.Array) -> base.Posterior:
     def positive(name):
       return jax.nn.softplus(nn.Dense(self.latent_dim, name=name)(h_BxH)) + 1e-5
 
+    def beta_param(name):
+      return straight_through_clip(positive(name), *BETA_PARAM_RANGE) if self.beta_param_clip else positive(name)
+
     return {
         "mu": nn.Dense(self.latent_dim, name="mu")(h_BxH),
         "sigma": positive("sigma"),
-        "a": straight_through_clip(positive("a"), *BETA_PARAM_RANGE),
-        "b": straight_through_clip(positive("b"), *BETA_PARAM_RANGE),
+        "a": beta_param("a"),
+        "b": beta_param("b"),
     }
 
 
@@ -76,16 +80,18 @@ class HSVAELatent:
   slab_scale: float = 1.0
   kl_z: str = "mc"
   gate: str = "beta"
+  beta_param_clip: bool = True
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict) -> "HSVAELatent":
     if model_config.gate not in GATES:
       raise InputError(f"unknown model.gate {model_config.gate!r}; choose one of {', '.join(GATES)}")
+    # Workdirs from before model.beta_param_clip trained with the clip.
     return cls(model_config.latent_dim, model_config.spike_scale, model_config.slab_scale, model_config.kl_z,
-               model_config.gate)
+               model_config.gate, model_config.get("beta_param_clip", True))
 
   def head(self) -> nn.Module:
-    return HSVAEHead(self.latent_dim)
+    return HSVAEHead(self.latent_dim, self.beta_param_clip)
 
   def posterior_z(self, posterior: base.Posterior, gamma_BxZ: jax.Array | None = None) -> SpikeAndSlab:
     """q(z | x, gamma); q(z | x) for the mean-field gate, which takes no gamma."""
@@ -172,10 +178,10 @@ class HSVAELatent:
   def slab_prob(posterior: base.Posterior) -> jax.Array:
     return posterior["b"] / (posterior["a"] + posterior["b"])
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     """The slab's mean where the spike-or-slab posterior (at gamma = E_q[gamma] unless mean-field) favours
     the slab, else 0."""
     q_z = self.posterior_z(posterior, 1 - self.slab_prob(posterior))
     slab_prob_BxZ = q_z.slab_prob
     code_BxZ = jnp.where(slab_prob_BxZ > 0.5, q_z.loc, 0.0)
-    return base.Codes(code_BxZ, q_z.loc, slab_prob_BxZ)
+    return base.BatchCodes(code_BxZ, q_z.loc, slab_prob_BxZ)

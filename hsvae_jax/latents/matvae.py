@@ -97,6 +97,6 @@ class MATVAELatent:
     # A term of the whole batch: every sentence carries it, so the batch mean is the term itself.
     return {"discrepancy": jnp.broadcast_to(discrepancy, sample["z"].shape[:1])}
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     mu = posterior["mu"]
-    return base.Codes(mu, mu, jnp.ones_like(mu))
+    return base.BatchCodes(mu, mu, jnp.ones_like(mu))

@@ -55,7 +55,7 @@ class TopKSAELatent:
     zeros_B = jnp.zeros(posterior["pre"].shape[:-1])
     return zeros_B, zeros_B
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     code_BxW = topk_relu(posterior["pre"], self.k)
     # The dense counterpart of the code is the ReLU before the top-k cut.
-    return base.Codes(code_BxW, jax.nn.relu(posterior["pre"]), (code_BxW != 0).astype(code_BxW.dtype))
+    return base.BatchCodes(code_BxW, jax.nn.relu(posterior["pre"]), (code_BxW != 0).astype(code_BxW.dtype))

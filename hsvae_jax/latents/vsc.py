@@ -65,7 +65,7 @@ class VSCLatent:
     kl_z_B = kl_z_BxZ.sum(-1)
     return kl_z_B, jnp.zeros_like(kl_z_B)
 
-  def codes(self, posterior: base.Posterior) -> base.Codes:
+  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
     slab_prob_BxZ = jax.nn.sigmoid(posterior["slab_logit"])
     code_BxZ = jnp.where(slab_prob_BxZ > 0.5, posterior["mu"], 0.0)
-    return base.Codes(code_BxZ, posterior["mu"], slab_prob_BxZ)
+    return base.BatchCodes(code_BxZ, posterior["mu"], slab_prob_BxZ)

@@ -11,9 +11,8 @@ class FoldedBiasDense(nn.Module):
   """`nn.Dense` with the same parameters (`kernel`, `bias`), computed as [x, 1] @ [kernel; bias].
 
   The bias's gradient is then a row of the kernel's gradient matmul, not a separate column sum over
-  every row of the output, which XLA:CPU runs far below matmul speed (0.3 s of a 1.3 s step at a
-  20k vocabulary, benchmarks/throughput.py). The output has type dtype (the matmul's inputs are cast to
-  it); parameters stay float32.
+  every row of the output, which XLA:CPU runs far below matmul speed (measured in benchmarks/README.md).
+  The output has type dtype (the matmul's inputs are cast to it); parameters stay float32.
   """
 
   features: int

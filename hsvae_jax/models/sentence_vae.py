@@ -87,8 +87,7 @@ class SentenceVAE(nn.Module):
     if self.transformer is not None:
       ids_BxL, mask_BxL = features["encoder_ids"], features["encoder_mask"]
       h_BxLxD = self.encoder(ids_BxL, jnp.zeros_like(ids_BxL), mask_BxL)
-      pooled_BxD = bert.mean_pool(h_BxLxD, mask_BxL) if self.pooling == "mean" else bert.cls_pool(h_BxLxD)
-      return self.posterior_head(pooled_BxD)
+      return self.posterior_head(bert.pool(h_BxLxD, mask_BxL, self.pooling))
     if self.encoder_kind == "transformer":
       embedding_BxE = features["embedding"]
       if self.decoder_kind == "embedding":
