@@ -1,7 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_DIR ?= runs/quickstart
+DEMO_DIR ?= runs/demo
 
 .PHONY: install demo test clean
 
@@ -16,9 +16,9 @@ $(BIN)/hsvae: pyproject.toml
 install: $(BIN)/hsvae
 
 demo: install
-	$(BIN)/hsvae train --config quickstart --workdir $(DEMO_DIR)
-	$(BIN)/hsvae evaluate --workdir $(DEMO_DIR) --split test
-	$(BIN)/hsvae encode --workdir $(DEMO_DIR) --input examples/sentences.txt --output $(DEMO_DIR)/examples.npz --print
+	$(BIN)/hsvae train --config demo --workdir $(DEMO_DIR)
+	$(BIN)/hsvae evaluate --workdir $(DEMO_DIR) --split test --probe
+	$(BIN)/hsvae explain --workdir $(DEMO_DIR) --input examples/sentences.txt --split train
 
 test: install
 	$(BIN)/pytest -n 2 tests

@@ -5,13 +5,14 @@
   codes = model.encode(["medu fite fite mele", "sola rino"])
   codes.codes                                       # scipy.sparse.csr_matrix [2, latent_dim], exact zeros
   model.decode(codes)                               # greedy sentences from the codes; key= samples instead
+  model.explain(["vp records is a reggae label ."], corpus)  # each active dim, with the corpus sentences most on it
 
 Each function compiles once per batch shape (length bucket) and is reused across calls. `load` turns on
 JAX's persistent compilation cache (~/.cache/hsvae-jax/xla, or JAX_COMPILATION_CACHE_DIR), so a later
 process skips compiling too: pass compilation_cache=False, or set HSVAE_COMPILATION_CACHE=0, to leave it off.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 import dataclasses
 import functools
 import itertools
@@ -63,6 +64,21 @@ class Codes:
     c = self.codes
     np.savez_compressed(path, format=np.array(b"csr"), shape=np.array(c.shape), data=c.data, indices=c.indices,
                         indptr=c.indptr, mu=self.mu, slab_prob=self.slab_prob)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveDim:
+  """An active dimension of a sentence's code, with the corpus sentences whose codes go furthest its way."""
+
+  dim: int
+  value: float  # the sentence's code on dim
+  examples: list[tuple[str, float]]  # (corpus sentence, its code on dim), the largest of value's sign first
+
+
+def strongest(values_N: np.ndarray, top: int) -> np.ndarray:
+  """Indices of the `top` largest positive values, largest first (ties in input order)."""
+  order = np.argsort(-values_N, kind="stable")[:top]
+  return order[values_N[order] > 0]
 
 
 def load_codes(path: str | os.PathLike[str]) -> Codes:
@@ -168,6 +184,22 @@ class Model:
                                           jnp.float32(temperature), max_length=max_length, greedy=greedy))
       sentences += [self.vocab.decode(row) for row in ids[: len(rows)]]
     return sentences
+
+  def explain(self, sentences: Iterable[str], corpus: Sequence[str], top: int = 3) -> list[list[ActiveDim]]:
+    """Each sentence's active dimensions, strongest first, each with the `top` corpus sentences whose codes on
+    it are largest in the sentence's direction (its code's sign): what the dimension stands for in the corpus."""
+    if top < 1:
+      raise InputError(f"top {top} is not positive")
+    by_dim_NxZ = self.encode(corpus).codes.tocsc()  # a column a dimension
+    explained = []
+    for code in self.encode(sentences).codes:
+      dims = []
+      for d, value in sorted(zip(code.indices, code.data), key=lambda pair: -abs(pair[1])):
+        column_N = by_dim_NxZ[:, d].toarray()[:, 0]
+        examples = [(corpus[i], float(column_N[i])) for i in strongest(np.sign(value) * column_N, top)]
+        dims.append(ActiveDim(int(d), float(value), examples))
+      explained.append(dims)
+    return explained
 
   def reconstruct(self, sentences: Iterable[str], **decode_args) -> list[str]:
     """decode(encode(sentences)): what the code of each sentence keeps of it."""

@@ -1,4 +1,4 @@
-"""The `hsvae` command: train, evaluate and encode. Thin: parsing and printing, the work is elsewhere."""
+"""The `hsvae` command: train, evaluate, encode and explain. Thin: parsing and printing, the work is elsewhere."""
 
 import contextlib
 import json
@@ -24,6 +24,7 @@ SYNOPSES = {
     "encode": "hsvae encode --workdir DIR --input FILE --output FILE.npz [--print]",
     "decode": "hsvae decode --workdir DIR --input FILE.npz [--max-length N] [--seed S]",
     "explore": "hsvae explore --workdir DIR --input FILE [--max-length N]",
+    "explain": "hsvae explain --workdir DIR --input FILE [--split valid|test|train] [--top N]",
     "sweep": "hsvae sweep --config quickstart|FILE --workdir DIR --grid alpha=1,4,16 --grid beta=1,4 "
              "[--config.KEY=VALUE ...]",
     "report": "hsvae report --workdir DIR [DIR ...] --output OUT",
@@ -41,15 +42,18 @@ COMMAND_FLAGS = {
     "encode": ("workdir", "input", "output", "print"),
     "decode": ("workdir", "input", "max-length", "seed"),
     "explore": ("workdir", "input", "max-length"),
+    "explain": ("workdir", "input", "split", "top"),
     "sweep": ("config", "workdir", "grid", "split", *_DISTRIBUTED),
     "report": ("workdir", "output"),
     "embed": ("encoder-path", "input", "output", "pooling", "batch-size", "modules-json"),
 }
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A config file, or the name of one shipped in hsvae_jax/configs/ (quickstart, default, paper, dbpedia, yahoo, yelp).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A config file, or the name of one shipped in hsvae_jax/configs/ (demo, quickstart, default, paper, dbpedia, yahoo, yelp).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-_SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate: valid, test or train.")
+_SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate (`explain`: whose sentences show what each "
+                             "dimension stands for): valid, test or train.")
 _INPUT = flags.DEFINE_string("input", None, "Text file to encode, one sentence a line.")
+_TOP = flags.DEFINE_integer("top", 3, "`explain`: the split's sentences shown for each active dimension.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where `encode` writes the codes (.npz).")
 _GRID = flags.DEFINE_multi_string("grid", [], "`sweep`: NAME=V1,V2,... (NAME: a key of the config's hparams "
                                    "section, or learning_rate); members are the cross product.")
@@ -220,15 +224,23 @@ def _output_file(path: str, suffix: str) -> str:
   return written
 
 
+def _input_sentences() -> list[str]:
+  """--input's lines; an empty file is refused before the model loads, and empty lines are a warning."""
+  from hsvae_jax.data import read_lines
+  sentences = read_lines(_INPUT.value)
+  if not sentences:
+    _fail(f"{_INPUT.value}: no sentences")
+  empty = sum(not sentence.split() for sentence in sentences)
+  if empty:
+    warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
+  return sentences
+
+
 def _encode() -> None:
   _require(_WORKDIR, _INPUT, _OUTPUT)
   output = _output_file(_OUTPUT.value, ".npz")
   from hsvae_jax import api
-  from hsvae_jax.data import read_lines
-  sentences = read_lines(_INPUT.value)
-  empty = sum(not sentence.split() for sentence in sentences)
-  if empty:
-    warn(f"{empty} of the {len(sentences)} sentences are empty; each is encoded as a lone <EOS>")
+  sentences = _input_sentences()
   codes = api.load(_WORKDIR.value).encode(sentences)
   codes.save(output)
   if _PRINT.value:
@@ -257,8 +269,7 @@ def _explore() -> None:
   _require(_WORKDIR, _INPUT)
   import numpy as np
   from hsvae_jax import api
-  from hsvae_jax.data import read_lines
-  sentences = read_lines(_INPUT.value)
+  sentences = _input_sentences()
   model = api.load(_WORKDIR.value)
   codes = model.encode(sentences).codes
   for sentence, code in zip(sentences, codes):
@@ -269,6 +280,25 @@ def _explore() -> None:
     print(f"{sentence}\n  {len(active)} active dims: {active}\n  decoded: {decoded[0]}")
     for dim, text in zip(active, decoded[1:]):
       print(f"  without {dim}: {text}")
+
+
+def _explain() -> None:
+  """Each sentence's active dimensions, each with the sentences of a split whose codes are largest on it."""
+  _require(_WORKDIR, _INPUT)
+  from hsvae_jax import api
+  from hsvae_jax import data
+  data.check_split(_SPLIT.value)
+  if _TOP.value < 1:
+    _fail(f"--top {_TOP.value} is not positive")
+  sentences = _input_sentences()
+  model = api.load(_WORKDIR.value)
+  corpus = data.load_corpus(model.config.data).sentences[_SPLIT.value]
+  for sentence, dims in zip(sentences, model.explain(sentences, corpus, _TOP.value)):
+    print(f"{sentence}\n  {len(dims)} active dims")
+    for active in dims:
+      print(f"  dim {active.dim} = {active.value:+.2f}; the {_SPLIT.value} sentences most this way:")
+      for example, value in active.examples:
+        print(f"    {value:+.2f}  {example}")
 
 
 def _sweep() -> None:
@@ -304,7 +334,7 @@ def _embed() -> None:
 
 def main(argv: list[str]) -> None:
   command = {"train": _train, "evaluate": _evaluate, "encode": _encode, "decode": _decode, "explore": _explore,
-             "sweep": _sweep,
+             "explain": _explain, "sweep": _sweep,
              "report": lambda: _report(argv[2:]), "embed": _embed}[argv[1]]
   from hsvae_jax import api
   api.enable_compilation_cache()

@@ -102,8 +102,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
   codes of the training split and score on `split`. `unk_rate` is the share of the split's words the
   vocabulary does not know.
   """
-  if split not in SPLITS:
-    raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+  data.check_split(split)
   trained = load_trained(workdir)
   corpus = data.load_corpus(trained.config.data)
   if probe:  # fail on a corpus without labels before the slow part

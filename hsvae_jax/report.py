@@ -264,7 +264,7 @@ def _dimension_html(d: int, sentences: list[str], code_N: np.ndarray, words: lis
   """One dimension: how often it is used, its strongest sentences, the words that raise it."""
   esc = html.escape
   used = int((code_N != 0).sum())
-  top = [i for i in np.argsort(-np.abs(code_N), kind="stable")[:TOP_SENTENCES] if code_N[i] != 0]
+  top = api.strongest(np.abs(code_N), TOP_SENTENCES)
   rows = "".join(f'<tr><td class="num">{code_N[i]:+.3f}</td><td>{esc(sentences[i])}</td></tr>' for i in top)
   raising = [w for w in np.argsort(-effect_W, kind="stable")[:TOP_WORDS] if effect_W[w] > 0]
   listed = ", ".join(f"<b>{esc(words[w])}</b> {effect_W[w]:+.3f} ({count_W[w]})" for w in raising) or "none"

@@ -115,3 +115,48 @@ def test_decode_and_explore_commands(workdir, model, sentences, tmp_path):
   assert printed[0] == sentences[0] and f"{active} active dims" in printed[1]
   assert printed[2] == f"  decoded: {decoded[0]}"
   assert len([line for line in printed if line.startswith("  without ")]) == active
+
+
+def test_strongest_takes_the_largest_positive_values_largest_first():
+  values = np.array([0.5, -2.0, 0.0, 3.0, 0.5, 1.0])
+  np.testing.assert_array_equal(api.strongest(values, 3), [3, 5, 0])
+  np.testing.assert_array_equal(api.strongest(values, 10), [3, 5, 0, 4])  # ties in input order; no zeros
+  np.testing.assert_array_equal(api.strongest(-values, 3), [1])
+
+
+def test_explain_gives_each_active_dim_the_corpus_sentences_furthest_its_way(model, sentences):
+  corpus, queries = sentences[:200], sentences[200:206]
+  explained = model.explain(queries, corpus, top=3)
+  code_NxZ, corpus_NxZ = model.encode(queries).codes.toarray(), model.encode(corpus).codes.toarray()
+  assert len(explained) == len(queries)
+  for code_Z, dims in zip(code_NxZ, explained):
+    assert sorted(active.dim for active in dims) == list(np.flatnonzero(code_Z))  # every active dim, only those
+    strengths = [abs(active.value) for active in dims]
+    assert strengths == sorted(strengths, reverse=True)
+    for active in dims:
+      assert active.value == pytest.approx(code_Z[active.dim])
+      sign = np.sign(active.value)
+      column_N = corpus_NxZ[:, active.dim]
+      shown = [value for _, value in active.examples]
+      # The corpus's largest codes on the dim in the sentence's direction, largest first, as many as there are.
+      assert len(shown) == min(3, int((sign * column_N > 0).sum()))
+      np.testing.assert_allclose(sign * np.array(shown), np.sort(sign * column_N)[::-1][: len(shown)], rtol=1e-6)
+      for text, value in active.examples:
+        assert corpus_NxZ[corpus.index(text), active.dim] == pytest.approx(value)
+  with pytest.raises(InputError, match="top 0 is not positive"):
+    model.explain(queries, corpus, top=0)
+
+
+def test_explain_command_prints_what_model_explain_finds(workdir, model, tmp_path):
+  train = data.load_corpus(model.config.data).sentences["train"]
+  queries = train[:2]
+  (tmp_path / "in.txt").write_text("\n".join(queries) + "\n")
+  printed = hsvae("explain", "--workdir", workdir, "--input", tmp_path / "in.txt", "--split", "train", "--top", "2"
+                  ).stdout.splitlines()
+  expected = []
+  for sentence, dims in zip(queries, model.explain(queries, train, top=2)):
+    expected += [sentence, f"  {len(dims)} active dims"]
+    for active in dims:
+      expected.append(f"  dim {active.dim} = {active.value:+.2f}; the train sentences most this way:")
+      expected += [f"    {value:+.2f}  {text}" for text, value in active.examples]
+  assert printed == expected

@@ -103,6 +103,7 @@ def test_each_commands_help_lists_its_own_flags_only():
   assert listed("evaluate") == {"--workdir", "--split", "--probe"}
   assert {"--config", "--workdir", "--config.KEY=VALUE"} <= listed("train") and "--probe" not in listed("train")
   assert listed("embed") == {"--encoder-path", "--input", "--output", "--pooling", "--batch-size", "--modules-json"}
+  assert listed("explain") == {"--workdir", "--input", "--split", "--top"}
 
 
 def test_another_commands_flag_is_refused_in_one_line(tmp_path):
@@ -167,6 +168,18 @@ def test_evaluate_and_encode_bad_input(trained, tmp_path):
   bad = hsvae("encode", "--workdir", trained, "--input", tmp_path / "bad.txt", "--output", tmp_path / "o.npz",
               expect=2)
   assert "bad.txt" in error_line(bad) and not (tmp_path / "o.npz").exists()
+
+
+def test_explain_bad_input(trained, tmp_path):
+  explain = lambda path, *flags: error_line(hsvae("explain", "--workdir", trained, "--input", path, *flags, expect=2))
+  assert explain(tmp_path / "none.txt") == f"hsvae: error: {tmp_path / 'none.txt'}: no such file"
+  (tmp_path / "empty.txt").write_text("")
+  assert explain(tmp_path / "empty.txt") == f"hsvae: error: {tmp_path / 'empty.txt'}: no sentences"
+  (tmp_path / "in.txt").write_text("a b\n")
+  assert "unknown split 'dev'" in explain(tmp_path / "in.txt", "--split", "dev")
+  assert explain(tmp_path / "in.txt", "--top", "0") == "hsvae: error: --top 0 is not positive"
+  untrained = hsvae("explain", "--workdir", tmp_path / "untrained", "--input", tmp_path / "in.txt", expect=2)
+  assert "hsvae train" in error_line(untrained)
 
 
 def test_encode_names_the_file_it_wrote_and_warns_of_empty_lines(trained, tmp_path):

@@ -31,6 +31,11 @@ class Corpus:
   name: str
 
 
+def check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
   """The lines of a strict UTF-8 text file, without their line endings."""
   path = pathlib.Path(path)
