@@ -14,7 +14,6 @@ from hsvae_jax import embed
 from hsvae_jax import metrics
 from hsvae_jax import objectives
 from hsvae_jax import workdir as layout
-from hsvae_jax.data.corpus import SPLITS
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
