@@ -38,6 +38,9 @@ VARIANTS = {
     "mean_field": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
                     "hparams.target_active": 0.25},
                    "the recipe with mean-field gates: Bayes' rule at the expected log-odds, no gamma sampled."),
+    "mean_field_evidence": ({"model.gate": "mean_field", "hparams.gate_entropy_weight": 0.1,
+                             "hparams.target_active": 0.25},
+                            "mean-field gates without the batch-usage KL: each gate opens on the message's evidence."),
 }
 # How an override reads in a workdir's name.
 SHORT_NAMES = {"hparams.gamma_reg_weight": "lambda", "train.num_steps": "steps", "model.gate": "gate",
