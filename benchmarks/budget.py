@@ -28,6 +28,14 @@ def first_sentences(corpus_dir: str, max_sentences: int, out_dir: str) -> str:
   return out_dir
 
 
+def apply_overrides(config, overrides: dict):
+  """config with each "section.key": value of overrides set; returns config."""
+  for dotted, value in overrides.items():
+    section, key = dotted.split(".")
+    config[section][key] = value
+  return config
+
+
 WALL_FILE = "wall_s.json"  # marks a finished run
 
 

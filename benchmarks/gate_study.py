@@ -91,10 +91,7 @@ def variant_config(args: argparse.Namespace, overrides: dict):
   config.train.num_steps = args.steps
   config.train.checkpoint_every = args.checkpoint_every or args.steps
   config.eval.batch_size = 512
-  for dotted, value in overrides.items():
-    section, key = dotted.split(".")
-    config[section][key] = value
-  return config
+  return budget.apply_overrides(config, overrides)
 
 
 def run_name(args: argparse.Namespace, name: str) -> str:

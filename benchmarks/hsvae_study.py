@@ -65,10 +65,7 @@ def variant_config(args: argparse.Namespace, corpus: str, latent: str, overrides
   # The replication's budget flags at their defaults, so its runs are reused as they are.
   budget_args = replicate_paper.parse_args(["--data-root", args.data_root, "--workdir", args.workdir])
   config = replicate_paper.run_config(budget_args, corpus, latent, args.latent_dim)
-  for dotted, value in overrides.items():
-    section, key = dotted.split(".")
-    config[section][key] = value
-  return config
+  return budget.apply_overrides(config, overrides)
 
 
 def workdir_for(args: argparse.Namespace, corpus: str, latent: str, overrides: dict) -> str:

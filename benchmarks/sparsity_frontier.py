@@ -53,13 +53,6 @@ def _overrides(args: argparse.Namespace) -> dict:
   return {s.split("=")[0]: gate_study.parse_value(s.split("=")[1]) for s in args.set}
 
 
-def _apply(config, overrides: dict):
-  for dotted, value in overrides.items():
-    section, key = dotted.split(".")
-    config[section][key] = value
-  return config
-
-
 def minilm_points(args: argparse.Namespace, corpus: str) -> list[dict]:
   """The dense embedding, then the TopK SAE and HSVAE at each k."""
   sae_args = compare_sparse_embeddings.parse_args(["--data-root", args.data_root, "--workdir", args.workdir])
@@ -76,7 +69,7 @@ def minilm_points(args: argparse.Namespace, corpus: str) -> list[dict]:
       setting = f"k={k}" if latent == "topk_sae" else f"target_active={k}/{config.model.latent_dim}"
       if latent == "hsvae":
         config.hparams.target_active = k / config.model.latent_dim
-        _apply(config, _overrides(args))
+        budget.apply_overrides(config, _overrides(args))
       workdir = os.path.join(args.workdir, f"{corpus}_{latent}_k{k}")
       compare_sparse_embeddings.share_embeddings(config, corpus_data, cache_dir, workdir)
       result, _ = budget.train_and_test(config, workdir, args.split)

@@ -11,7 +11,10 @@ import safetensors.numpy
 import tokenizers
 
 from hsvae_jax import configs
+from hsvae_jax import data
 from hsvae_jax import default_config
+from hsvae_jax import train
+from hsvae_jax.models import make_model
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -45,6 +48,14 @@ def tiny_config(latent: str = "hsvae"):
   config.train.checkpoint_every = 3
   config.eval.batch_size = 64
   return config
+
+
+def untrained(config):
+  """The corpus, a vocabulary built from its train split, the model and its freshly initialised state."""
+  corpus = data.load_corpus(config.data)
+  vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
+  model = make_model(config.model, len(vocab))
+  return corpus, vocab, model, train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
 
 
 @pytest.fixture

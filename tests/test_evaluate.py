@@ -11,7 +11,7 @@ from hsvae_jax import objectives
 from hsvae_jax import train
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import make_model
-from conftest import tiny_config
+from conftest import tiny_config, untrained
 
 
 def _peak_live_device_bytes(trained: evaluate.TrainedModel, token_ids: list[np.ndarray], monkeypatch) -> int:
@@ -48,10 +48,7 @@ def test_encoding_keeps_one_batch_of_codes_on_the_device(monkeypatch):
 
 
 def _trained_and_valid_ids(config):
-  corpus = data.load_corpus(config.data)
-  vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
-  model = make_model(config.model, len(vocab))
-  state = train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
+  corpus, vocab, model, state = untrained(config)
   token_ids = vocab.encode_all(corpus.sentences["valid"], config.data.max_length)
   return evaluate.TrainedModel(config, vocab, model, state.params), token_ids
 

@@ -21,14 +21,11 @@ from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import make_model
-from conftest import load_config_file, tiny_config
+from conftest import load_config_file, tiny_config, untrained
 
 
 def _state_and_batches(config):
-  corpus = data.load_corpus(config.data)
-  vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
-  model = make_model(config.model, len(vocab))
-  state = train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
+  corpus, vocab, _, state = untrained(config)
   token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
   batches = iter(data.train_dataset(token_ids, config.train.batch_size, 0, config.data.length_buckets))
   return state, batches
