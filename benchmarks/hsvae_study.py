@@ -41,6 +41,12 @@ VARIANTS = {
     "mean_field_evidence": ({"model.gate": "mean_field", "hparams.gate_entropy_weight": 0.1,
                              "hparams.target_active": 0.25},
                             "mean-field gates without the batch-usage KL: each gate opens on the message's evidence."),
+    "mean_field_per_dim": ({"model.gate": "mean_field", "hparams.usage_weight": 0.0417,
+                            "hparams.gate_entropy_weight": 0.00417, "hparams.target_active": 0.25},
+                           "mean-field gates with the usage and entropy weights scaled by 32/768."),
+    "mean_field_no_entropy": ({"model.gate": "mean_field", "hparams.usage_weight": 0.0417,
+                               "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.25},
+                              "mean-field gates, usage weight scaled by 32/768, no gate entropy."),
 }
 # How an override reads in a workdir's name.
 SHORT_NAMES = {"hparams.gamma_reg_weight": "lambda", "train.num_steps": "steps", "model.gate": "gate",
