@@ -39,10 +39,8 @@ def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: 
   """Per-sentence ELBO terms (one posterior sample), the deterministic codes and the sampled ones."""
   terms, posterior, sample = objectives.per_example_terms(model, params, batch, key, hparams)
   codes = model.latent.codes(posterior)
-  # The original's "spike-and-slab mean" (1 - gamma) mu, gamma sampled; E_q[1 - gamma] where none is.
-  slab_weight_BxZ = 1.0 - sample["gamma"] if "gamma" in sample else codes.slab_prob_BxZ
   return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ,
-                  "z": sample["z"], "spike_slab_mean": slab_weight_BxZ * codes.mu_BxZ}
+                  "z": sample.z_BxZ, "spike_slab_mean": model.latent.spike_slab_mean(posterior, sample)}
 
 
 def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: dict[str, np.ndarray],

@@ -95,7 +95,7 @@ def per_example_terms(model: SentenceVAE, params, batch: dict, key: jax.Array, h
     rec_nll_B = sequence_nll(project, reconstruction, batch["tokens"], batch["lengths"], model.token_capacity,
                              data_shards)
   kl_z_B, kl_gamma_B = model.latent.kl(posterior, sample, hparams)
-  extra_loss = model.latent.extra_loss(posterior, sample, hparams) if hasattr(model.latent, "extra_loss") else {}
+  extra_loss = model.latent.extra_loss(posterior, sample, hparams)
   loss_B = rec_nll_B + hparams.z_reg_weight * kl_z_B + hparams.gamma_reg_weight * kl_gamma_B
   loss_B = sum(extra_loss.values(), loss_B)
   terms = {"loss": loss_B, "rec_nll": rec_nll_B, "kl_z": kl_z_B, "kl_gamma": kl_gamma_B} | extra_loss | extra_terms

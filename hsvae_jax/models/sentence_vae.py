@@ -75,7 +75,7 @@ class SentenceVAE(nn.Module):
     else:
       # A sparse autoencoder's reconstruction is plain squared error: a Gaussian of unit scale.
       self.embedding_decoder = EmbeddingDecoder(
-          self.embedding_dim, learn_scale=not getattr(self.latent, "is_autoencoder", False))
+          self.embedding_dim, learn_scale=not self.latent.is_autoencoder)
       # Subtracted before encoding and added back after decoding (Gao et al. 2024's b_pre): reconstruction
       # pulls it to the embeddings' mean, so codes describe how a sentence differs from the average one,
       # not the direction all mean-pooled embeddings share.
@@ -125,7 +125,7 @@ class SentenceVAE(nn.Module):
     """features: the batch's FEATURES entries that the encoder reads."""
     posterior = self.encode(tokens_BxL, lengths_B, features)
     sample = self.latent.sample(posterior, key, temperature)
-    reconstruction = self.decode(tokens_BxL, sample["z"])
+    reconstruction = self.decode(tokens_BxL, sample.z_BxZ)
     if self.decoder_kind == "gru" and self.is_initializing():
       self.project(reconstruction[:1])  # the loss applies it; init must create its parameters
     return reconstruction, posterior, sample
