@@ -71,12 +71,11 @@ def _hoyer_variants(out: dict[str, np.ndarray]) -> dict[str, float]:
           for codes in ("z", "mu", "spike_slab_mean") for suffix in ("", "_raw")}
 
 
-def split_metrics(trained: TrainedModel, out: dict[str, np.ndarray]) -> dict[str, float]:
+def split_metrics(model: SentenceVAE, out: dict[str, np.ndarray]) -> dict[str, float]:
   """The ELBO terms and the sparsity of the codes in run_batches' output, each one number."""
   return {
       "rec_nll": float(out["rec_nll"].mean()),
-      **({"mse": float(out["squared_error"].mean() / trained.model.embedding_dim)} if "squared_error" in out
-         else {"rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum())}),
+      **model.likelihood.reconstruction_metrics(out),
       "kl_z": float(out["kl_z"].mean()),
       "kl_gamma": float(out["kl_gamma"].mean()),
       "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
@@ -117,7 +116,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       "unk_rate": data.unk_rate(token_ids[split]),
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
-  } | split_metrics(trained, out) | {"hoyer_variants": _hoyer_variants(out)}
+  } | split_metrics(trained.model, out) | {"hoyer_variants": _hoyer_variants(out)}
   if probe:
     train_out = out if split == "train" else encode_split("train")
     result |= probes.probe_metrics(
