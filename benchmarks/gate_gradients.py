@@ -27,10 +27,9 @@ import jax
 import numpy as np
 
 from hsvae_jax import data
-from hsvae_jax import objectives
 from hsvae_jax import train
 from hsvae_jax.hparams import HParams
-from hsvae_jax.models import SentenceVAE
+from hsvae_jax.models import SentenceVAE, decoders
 import gate_study
 import results_doc
 
@@ -53,21 +52,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @functools.partial(jax.jit, static_argnums=0)
 def term_gradients(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: HParams) -> dict:
   """d(batch sum of each weighted term) / d(a, b) of every sentence: {term: {'a', 'b': [B, Z]}}, and the gates."""
-  posterior = model.apply({"params": params}, batch["tokens"], batch["lengths"], method=SentenceVAE.encode)
+  posterior = model.apply({"params": params}, batch, method=SentenceVAE.encode)
   project = functools.partial(model.apply, {"params": params}, method=SentenceVAE.project)
   weights = {"rec_nll": 1.0, "kl_z": hparams.z_reg_weight, "kl_gamma": hparams.gamma_reg_weight, "usage_kl": 1.0}
 
   def term(name, gates):
-    sample = model.latent.sample(posterior | gates, key, hparams.temperature)
+    gated = posterior.replace(a_BxZ=gates["a"], b_BxZ=gates["b"])
+    sample = model.latent.sample(gated, key, hparams.temperature)
     if name == "rec_nll":
-      states = model.apply({"params": params}, batch["tokens"], sample["z"], method=SentenceVAE.decode)
-      return objectives.sequence_nll(project, states, batch["tokens"], batch["lengths"]).sum()
+      states = model.apply({"params": params}, batch, sample.z_BxZ, method=SentenceVAE.decode)
+      return decoders.sequence_nll(project, states, batch["tokens"], batch["lengths"]).sum()
     if name == "usage_kl":  # a batch term, carried by every sentence: its batch sum is B times it
-      return model.latent.extra_loss(posterior | gates, sample, hparams)["usage_kl"].sum()
-    kl_z, kl_gamma = model.latent.kl(posterior | gates, sample, hparams)
+      return model.latent.extra_loss(gated, sample, hparams)["usage_kl"].sum()
+    kl_z, kl_gamma = model.latent.kl(gated, sample, hparams)
     return weights[name] * (kl_z if name == "kl_z" else kl_gamma).sum()
 
-  gates = {"a": posterior["a"], "b": posterior["b"]}
+  gates = {"a": posterior.a_BxZ, "b": posterior.b_BxZ}
   grads = {name: jax.grad(functools.partial(term, name))(gates) for name in TERMS}
   return grads | {"slab_prob": model.latent.codes(posterior).slab_prob_BxZ}
 

@@ -28,12 +28,11 @@ import numpy as np
 
 from hsvae_jax import default_config
 from hsvae_jax import evaluate
-from hsvae_jax import objectives
 from hsvae_jax import sweep
 from hsvae_jax import train
 from hsvae_jax.data.tokenizer import EOS, PAD
 from hsvae_jax.hparams import HParams
-from hsvae_jax.models import make_model
+from hsvae_jax.models import decoders, make_model
 
 try:
   import torch
@@ -117,9 +116,9 @@ def train_step_flops(sizes: Sizes, projected_rows: int) -> int:
 
 
 def jax_projected_rows(batch: dict[str, np.ndarray], token_capacity: float) -> int:
-  """The rows objectives.sequence_nll projects on one device: the packed capacity when the real tokens fit."""
+  """The rows decoders.sequence_nll projects on one device: the packed capacity when the real tokens fit."""
   rows = batch["tokens"].size
-  capacity = objectives.packed_rows(rows, token_capacity)
+  capacity = decoders.packed_rows(rows, token_capacity)
   return capacity if capacity < rows and batch["lengths"].sum() <= capacity else rows
 
 

@@ -91,8 +91,7 @@ def load_codes(path: str | os.PathLike[str]) -> Codes:
 
 
 def _codes(model: SentenceVAE, params, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  features = {k: v for k, v in batch.items() if k not in ("tokens", "lengths")}
-  posterior = model.apply({"params": params}, batch["tokens"], batch["lengths"], features, method=SentenceVAE.encode)
+  posterior = model.apply({"params": params}, batch, method=SentenceVAE.encode)
   codes = model.latent.codes(posterior)
   return {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ}
 
@@ -105,10 +104,10 @@ def _generate(model: SentenceVAE, params, z_BxZ: jax.Array, key: jax.Array, temp
   batch = z_BxZ.shape[0]
 
   def step(t, tokens_BxL):
-    states_BLxH = model.apply({"params": params}, tokens_BxL, z_BxZ, method=SentenceVAE.decode)
+    states_BLxH = model.apply({"params": params}, {"tokens": tokens_BxL}, z_BxZ, method=SentenceVAE.decode)
     h_BxH = states_BLxH.reshape(batch, max_length, -1)[:, t]
-    logits_BxV = model.apply({"params": params}, h_BxH, method=SentenceVAE.project).astype(jnp.float32)
-    logits_BxV = logits_BxV.at[:, data.PAD].set(-jnp.inf)  # padding is never a word
+    logits_BxV = model.apply({"params": params}, h_BxH, method=SentenceVAE.project)
+    logits_BxV = logits_BxV.astype(jnp.float32).at[:, data.PAD].set(-jnp.inf)  # padding is never a word
     word_B = (jnp.argmax(logits_BxV, -1) if greedy
               else jax.random.categorical(jax.random.fold_in(key, t), logits_BxV / temperature))
     return tokens_BxL.at[:, t].set(word_B.astype(tokens_BxL.dtype))

@@ -19,8 +19,7 @@ from hsvae_jax.encoders.bert import POOLINGS
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents import KL_ESTIMATORS, LATENTS
 from hsvae_jax.latents.hsvae import GATES
-from hsvae_jax.models import DTYPES
-from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS
+from hsvae_jax.models import DECODERS, DTYPES, ENCODERS
 
 
 @dataclasses.dataclass(frozen=True)

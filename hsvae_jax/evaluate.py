@@ -39,10 +39,8 @@ def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: 
   """Per-sentence ELBO terms (one posterior sample), the deterministic codes and the sampled ones."""
   terms, posterior, sample = objectives.per_example_terms(model, params, batch, key, hparams)
   codes = model.latent.codes(posterior)
-  # The original's "spike-and-slab mean" (1 - gamma) mu, gamma sampled; E_q[1 - gamma] where none is.
-  slab_weight_BxZ = 1.0 - sample["gamma"] if "gamma" in sample else codes.slab_prob_BxZ
   return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ,
-                  "z": sample["z"], "spike_slab_mean": slab_weight_BxZ * codes.mu_BxZ}
+                  "z": sample.z_BxZ, "spike_slab_mean": model.latent.spike_slab_mean(posterior, sample)}
 
 
 def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: dict[str, np.ndarray],
@@ -73,12 +71,11 @@ def _hoyer_variants(out: dict[str, np.ndarray]) -> dict[str, float]:
           for codes in ("z", "mu", "spike_slab_mean") for suffix in ("", "_raw")}
 
 
-def split_metrics(trained: TrainedModel, out: dict[str, np.ndarray]) -> dict[str, float]:
+def split_metrics(model: SentenceVAE, out: dict[str, np.ndarray]) -> dict[str, float]:
   """The ELBO terms and the sparsity of the codes in run_batches' output, each one number."""
   return {
       "rec_nll": float(out["rec_nll"].mean()),
-      **({"mse": float(out["squared_error"].mean() / trained.model.embedding_dim)} if "squared_error" in out
-         else {"rec_nll_token": float(out["rec_nll"].sum() / out["num_tokens"].sum())}),
+      **model.likelihood.reconstruction_metrics(out),
       "kl_z": float(out["kl_z"].mean()),
       "kl_gamma": float(out["kl_gamma"].mean()),
       "elbo": float(-(out["rec_nll"] + out["kl_z"] + out["kl_gamma"]).mean()),
@@ -119,7 +116,7 @@ def evaluate(workdir: str, split: str = "valid", probe: bool = False) -> dict:
       "unk_rate": data.unk_rate(token_ids[split]),
       "latent": trained.config.model.latent,
       "latent_dim": trained.config.model.latent_dim,
-  } | split_metrics(trained, out) | {"hoyer_variants": _hoyer_variants(out)}
+  } | split_metrics(trained.model, out) | {"hoyer_variants": _hoyer_variants(out)}
   if probe:
     train_out = out if split == "train" else encode_split("train")
     result |= probes.probe_metrics(

@@ -30,6 +30,7 @@ from hsvae_jax.encoders import bert
 from hsvae_jax.errors import Diverged, InputError, Interrupted, warn
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import SentenceVAE, make_model
+from hsvae_jax.models.encoders import TransformerEncoder
 
 BLOW_UP = 10.0  # a loss this many times the run's first (at initialisation) has diverged
 UNK_WARNING_RATE = 0.5  # a vocabulary under which most training tokens are unknown is another corpus's
@@ -49,10 +50,8 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
-  tokens_BxL = jnp.ones((1, 2), jnp.int32)
-  features = {"embedding": jnp.zeros((1, model.embedding_dim)),
-              "encoder_ids": tokens_BxL, "encoder_mask": tokens_BxL}
-  params = model.init(key, tokens_BxL, jnp.array([2]), jax.random.key(0), jnp.float32(1.0), features)["params"]
+  batch = {"tokens": jnp.ones((1, 2), jnp.int32), "lengths": jnp.array([2])} | model.encoder.example_features()
+  params = model.init(key, batch, jax.random.key(0), jnp.float32(1.0))["params"]
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), model=model, tx=tx)
 
 
@@ -61,7 +60,7 @@ def train_step(state: TrainState, batch: dict, base_key: jax.Array, hparams: HPa
                data_shards: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
   """One Adam update on the weighted negative ELBO; a non-finite update is skipped and counted.
 
-  data_shards: the devices the batch is split over (the mesh's `data` axis), see objectives.sequence_nll.
+  data_shards: the devices the batch is split over (the mesh's `data` axis), see decoders.sequence_nll.
   """
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_fn, has_aux=True)
@@ -161,7 +160,7 @@ def init_state(run: Run) -> TrainState:
   init_key = jax.random.split(jax.random.key(run.config.seed))[0]
   replicated = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
   state = jax.jit(functools.partial(create_train_state, run.model, run.tx), out_shardings=replicated)(init_key)
-  if run.model.transformer is None:
+  if not isinstance(run.model.encoder, TransformerEncoder):
     return state
   # A fine-tuned transformer starts from its checkpoint (Adam's moments are zeros either way).
   pretrained = bert.load_pretrained(run.config.model.encoder_path).params["params"]
@@ -221,7 +220,7 @@ def _validate(run: Run, state: TrainState, hparams: HParams) -> dict[str, Any]:
     params = jax.tree.map(lambda x: x.addressable_data(0)[index], state.params)
     trained = evaluate.TrainedModel(run.config, run.vocab, run.model, params)
     out = evaluate.run_batches(trained, token_ids, features, jax.tree.map(lambda x: x[index], hparams))
-    return evaluate.split_metrics(trained, out)
+    return evaluate.split_metrics(run.model, out)
 
   members = [member(index) for index in np.ndindex(np.shape(state.step))]  # one index, (), for a single run
   return {f"valid/{k}": np.reshape([m[k] for m in members], np.shape(state.step)).tolist() for k in members[0]}

@@ -11,16 +11,19 @@ import scipy.stats
 from hsvae_jax import sweep
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import HSVAELatent
+from hsvae_jax.latents.hsvae import HSVAEPosterior, HSVAESample
 from conftest import tiny_config
 
 HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
              gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
-POSTERIOR = {  # four sentences, two dims: a confident large mean, a vague one, a confident zero, in between
-    "mu": jnp.array([[2.0, 0.1], [0.1, 1.0], [0.0, -0.6], [0.8, 0.02]]),
-    "sigma": jnp.array([[0.1, 1.0], [0.05, 0.9], [0.04, 0.2], [0.3, 0.05]]),
-    "a": jnp.array([[4.0, 4.0], [2.0, 3.0], [4.0, 1.0], [1.0, 1.0]]),
-    "b": jnp.array([[1.0, 2.0], [1.0, 1.0], [1.0, 1.0], [3.0, 1.0]]),
-}
+# Four sentences, two dims: a confident large mean, a vague one, a confident zero, in between.
+POSTERIOR = HSVAEPosterior(
+    mu_BxZ=jnp.array([[2.0, 0.1], [0.1, 1.0], [0.0, -0.6], [0.8, 0.02]]),
+    sigma_BxZ=jnp.array([[0.1, 1.0], [0.05, 0.9], [0.04, 0.2], [0.3, 0.05]]),
+    a_BxZ=jnp.array([[4.0, 4.0], [2.0, 3.0], [4.0, 1.0], [1.0, 1.0]]),
+    b_BxZ=jnp.array([[1.0, 2.0], [1.0, 1.0], [1.0, 1.0], [3.0, 1.0]]),
+)
+MU, VAR = np.asarray(POSTERIOR.mu_BxZ, np.float64), np.asarray(POSTERIOR.sigma_BxZ, np.float64) ** 2
 
 
 def test_target_active_sets_the_priors_mean_slab_share_and_keeps_its_concentration():
@@ -44,12 +47,11 @@ def test_evidence_gate_is_bayes_rule_on_the_encoders_message():
   latent = HSVAELatent(latent_dim=2, gate="evidence")
   gamma = jnp.full((4, 2), 0.7)
   q_z = latent.posterior_z(POSTERIOR, gamma)
-  mu, var = np.asarray(POSTERIOR["mu"], np.float64), np.asarray(POSTERIOR["sigma"], np.float64) ** 2
-  spike = 0.7 * scipy.stats.norm.pdf(mu, 0, np.sqrt(0.05**2 + var))
-  slab = 0.3 * scipy.stats.norm.pdf(mu, 0, np.sqrt(1 + var))
+  spike = 0.7 * scipy.stats.norm.pdf(MU, 0, np.sqrt(0.05**2 + VAR))
+  slab = 0.3 * scipy.stats.norm.pdf(MU, 0, np.sqrt(1 + VAR))
   np.testing.assert_allclose(q_z.slab_prob, slab / (spike + slab), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(q_z.loc, mu / (1 + var), rtol=1e-5)  # N(0, 1) prior times the message
-  np.testing.assert_allclose(q_z.scale, np.sqrt(var / (1 + var)), rtol=1e-5)
+  np.testing.assert_allclose(q_z.loc, MU / (1 + VAR), rtol=1e-5)  # N(0, 1) prior times the message
+  np.testing.assert_allclose(q_z.scale, np.sqrt(VAR / (1 + VAR)), rtol=1e-5)
   codes = latent.codes(POSTERIOR)
   assert bool(codes.code_BxZ[0, 0] != 0) and float(codes.code_BxZ[2, 0]) == 0.0  # large mean kept, zero cut
   assert float(codes.code_BxZ[0, 1]) == 0.0  # a vague message stays at the spike
@@ -59,10 +61,9 @@ def test_mean_field_gate_is_bayes_rule_with_the_expected_log_odds():
   """q(s | x) is the variational-Bayes update: Bayes' rule with exp E_q[log gamma] and exp E_q[log(1 - gamma)]."""
   latent = HSVAELatent(latent_dim=2, gate="mean_field")
   q_z = latent.posterior_z(POSTERIOR)
-  a, b = (np.asarray(POSTERIOR[k], np.float64) for k in "ab")
-  mu, var = np.asarray(POSTERIOR["mu"], np.float64), np.asarray(POSTERIOR["sigma"], np.float64) ** 2
-  spike = np.exp(scipy.special.digamma(a)) * scipy.stats.norm.pdf(mu, 0, np.sqrt(0.05**2 + var))
-  slab = np.exp(scipy.special.digamma(b)) * scipy.stats.norm.pdf(mu, 0, np.sqrt(1 + var))
+  a, b = (np.asarray(x, np.float64) for x in (POSTERIOR.a_BxZ, POSTERIOR.b_BxZ))
+  spike = np.exp(scipy.special.digamma(a)) * scipy.stats.norm.pdf(MU, 0, np.sqrt(0.05**2 + VAR))
+  slab = np.exp(scipy.special.digamma(b)) * scipy.stats.norm.pdf(MU, 0, np.sqrt(1 + VAR))
   np.testing.assert_allclose(q_z.slab_prob, slab / (spike + slab), rtol=1e-4, atol=1e-6)
   codes = latent.codes(POSTERIOR)  # read from the same posterior the decoder is trained on
   chex.assert_trees_all_close(codes.slab_prob_BxZ, q_z.slab_prob)
@@ -73,11 +74,11 @@ def test_mean_field_kl_is_the_expectation_over_gamma():
   """Its KL of (s, z) is the slab's KL plus E_q(gamma)[KL(q(s) || Bernoulli(gamma))], checked by sampling gamma."""
   latent = HSVAELatent(latent_dim=2, gate="mean_field")
   sample = latent.sample(POSTERIOR, jax.random.key(0), HP.temperature)
-  assert "gamma" not in sample  # nothing to sample: no Beta-sampler gradient
+  assert sample.gamma_BxZ is None  # nothing to sample: no Beta-sampler gradient
   kl_z, _ = latent.kl(POSTERIOR, sample, HP)
   q_z = latent.posterior_z(POSTERIOR)
   slab, loc, scale = (np.asarray(x, np.float64) for x in (q_z.slab_prob, q_z.loc, q_z.scale))
-  gamma = scipy.stats.beta(np.asarray(POSTERIOR["a"]), np.asarray(POSTERIOR["b"])).rvs(
+  gamma = scipy.stats.beta(np.asarray(POSTERIOR.a_BxZ), np.asarray(POSTERIOR.b_BxZ)).rvs(
       size=(200_000, 4, 2), random_state=np.random.default_rng(0))
   gamma = np.clip(gamma, 1e-12, 1 - 1e-12)
   xlogy = scipy.special.xlogy
@@ -89,15 +90,15 @@ def test_mean_field_kl_is_the_expectation_over_gamma():
 def test_paper_gate_is_unchanged_by_the_switch():
   latent = HSVAELatent(latent_dim=2)
   codes = latent.codes(POSTERIOR)
-  slab = POSTERIOR["b"] / (POSTERIOR["a"] + POSTERIOR["b"])
+  slab = POSTERIOR.b_BxZ / (POSTERIOR.a_BxZ + POSTERIOR.b_BxZ)
   chex.assert_trees_all_close(codes.slab_prob_BxZ, slab)
-  chex.assert_trees_all_close(codes.code_BxZ, jnp.where(slab > 0.5, POSTERIOR["mu"], 0.0))
+  chex.assert_trees_all_close(codes.code_BxZ, jnp.where(slab > 0.5, POSTERIOR.mu_BxZ, 0.0))
 
 
 def test_usage_kl_and_gate_entropy_closed_forms():
   latent = HSVAELatent(latent_dim=2, gate="evidence")
   slab_prob = jnp.array([[0.9, 0.1], [0.5, 0.1], [0.1, 0.1], [0.1, 0.1]])
-  sample = {"z": jnp.zeros((4, 2)), "slab_prob": slab_prob}
+  sample = HSVAESample(jnp.zeros((4, 2)), slab_prob)
   hp = HP.replace(usage_weight=jnp.float32(2.0), gate_entropy_weight=jnp.float32(3.0))
   terms = latent.extra_loss(POSTERIOR, sample, hp)
   rho = 0.2  # Beta(4, 1)'s mean slab share
@@ -106,7 +107,7 @@ def test_usage_kl_and_gate_entropy_closed_forms():
   np.testing.assert_allclose(terms["usage_kl"], np.full(4, 2.0 * kl), rtol=1e-5)
   entropy = scipy.stats.bernoulli(np.asarray(slab_prob, np.float64)).entropy().sum(-1)
   np.testing.assert_allclose(terms["gate_entropy"], 3.0 * entropy, rtol=1e-5)
-  at_prior = latent.extra_loss(POSTERIOR, {"z": sample["z"], "slab_prob": jnp.full((4, 2), rho)}, hp)
+  at_prior = latent.extra_loss(POSTERIOR, sample.replace(slab_prob_BxZ=jnp.full((4, 2), rho)), hp)
   assert float(at_prior["usage_kl"][0]) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -114,7 +115,7 @@ def test_usage_kl_leaves_which_sentence_uses_a_dimension_free():
   """Per-sentence gates that differ but use each dimension at the prior's share cost no usage KL."""
   latent = HSVAELatent(latent_dim=1, gate="evidence")
   adaptive = jnp.array([[1.0], [0.0], [0.0], [0.0], [0.0]])  # one sentence in five: Beta(4, 1)'s share
-  terms = latent.extra_loss(POSTERIOR, {"z": jnp.zeros((5, 1)), "slab_prob": adaptive},
+  terms = latent.extra_loss(POSTERIOR, HSVAESample(jnp.zeros((5, 1)), adaptive),
                             HP.replace(usage_weight=jnp.float32(1.0), gate_entropy_weight=jnp.float32(1.0)))
   assert float(terms["usage_kl"][0]) == pytest.approx(0.0, abs=1e-5)
   assert float(terms["gate_entropy"].max()) < 1e-4
@@ -129,12 +130,12 @@ def test_adaptive_gates_sample_and_kl_are_finite_with_gradients(gate):
     sample = latent.sample(posterior, jax.random.key(0), hp.temperature)
     kl_z, kl_gamma = latent.kl(posterior, sample, hp)
     extra = latent.extra_loss(posterior, sample, hp)
-    return (kl_z + kl_gamma + extra["usage_kl"] + extra["gate_entropy"]).sum() + sample["z"].sum()
+    return (kl_z + kl_gamma + extra["usage_kl"] + extra["gate_entropy"]).sum() + sample.z_BxZ.sum()
 
   grads = jax.grad(loss)(POSTERIOR)
-  for name, grad in grads.items():
-    assert np.all(np.isfinite(grad)), name
-    assert np.any(grad != 0), name
+  for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+    assert np.all(np.isfinite(grad)), path
+    assert np.any(grad != 0), path
 
 
 def test_evidence_analytic_kl_z_bounds_the_mc_estimate():

@@ -13,25 +13,28 @@ import scipy.stats
 from hsvae_jax import train
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import MATVAELatent, VSCLatent, make_latent
-from hsvae_jax.latents.matvae import imq_kernel_discrepancy
+from hsvae_jax.latents.gaussian import GaussianPosterior
+from hsvae_jax.latents.matvae import MATVAESample, imq_kernel_discrepancy
+from hsvae_jax.latents.vsc import VSCPosterior
 from hsvae_jax.models import make_model
 from conftest import tiny_config
 
 HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
              gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
-POSTERIOR = {  # three dimensions: mostly slab, undecided, mostly spike
-    "mu": jnp.array([[1.5, -0.5, 0.3]]),
-    "sigma": jnp.array([[0.3, 0.8, 0.1]]),
-    "slab_logit": jnp.array([[2.0, 0.0, -2.0]]),
-}
-SLAB_PROB = 1.0 / (1.0 + np.exp(-np.asarray(POSTERIOR["slab_logit"][0], np.float64)))
-MU, SIGMA = (np.asarray(POSTERIOR[k][0], np.float64) for k in ("mu", "sigma"))
+POSTERIOR = VSCPosterior(  # three dimensions: mostly slab, undecided, mostly spike
+    mu_BxZ=jnp.array([[1.5, -0.5, 0.3]]),
+    sigma_BxZ=jnp.array([[0.3, 0.8, 0.1]]),
+    slab_logit_BxZ=jnp.array([[2.0, 0.0, -2.0]]),
+)
+GAUSSIAN_POSTERIOR = GaussianPosterior(POSTERIOR.mu_BxZ, POSTERIOR.sigma_BxZ)
+SLAB_PROB = 1.0 / (1.0 + np.exp(-np.asarray(POSTERIOR.slab_logit_BxZ[0], np.float64)))
+MU, SIGMA = (np.asarray(x[0], np.float64) for x in (POSTERIOR.mu_BxZ, POSTERIOR.sigma_BxZ))
 SCALES = MATVAELatent.kernel_scales
 
 
 def test_vsc_kl_is_the_papers_closed_form_and_matches_monte_carlo():
   alpha = 0.2
-  kl = float(VSCLatent(latent_dim=3, prior_slab_prob=alpha).kl(POSTERIOR, {}, HP)[0][0])
+  kl = float(VSCLatent(latent_dim=3, prior_slab_prob=alpha).kl(POSTERIOR, None, HP)[0][0])  # closed form: no sample
   g = SLAB_PROB
   paper = np.sum(-g / 2 * (1 + np.log(SIGMA**2) - MU**2 - SIGMA**2)
                  + (1 - g) * np.log((1 - g) / (1 - alpha)) + g * np.log(g / alpha))
@@ -52,19 +55,19 @@ def test_vsc_samples_hold_exact_zeros_at_the_spike_rate_and_pass_gradients():
   latent = VSCLatent(latent_dim=3)
   n = 20_000
   keys = jax.random.split(jax.random.key(0), n)
-  z_NxZ = np.asarray(jax.jit(jax.vmap(lambda k: latent.sample(POSTERIOR, k, HP.temperature)["z"][0]))(keys))
+  z_NxZ = np.asarray(jax.jit(jax.vmap(lambda k: latent.sample(POSTERIOR, k, HP.temperature).z_BxZ[0]))(keys))
   np.testing.assert_allclose((z_NxZ == 0).mean(0), 1 - SLAB_PROB, atol=4 * 0.5 / np.sqrt(n))
   for d in range(3):
     slab = z_NxZ[z_NxZ[:, d] != 0, d]
     assert slab.mean() == pytest.approx(MU[d], abs=4 * SIGMA[d] / np.sqrt(slab.size))
   # The straight-through indicator lets the slab probability learn from the decoder's loss.
-  grads = jax.grad(lambda p: latent.sample(p, jax.random.key(1), HP.temperature)["z"].sum())(POSTERIOR)
-  assert np.all(np.asarray(grads["slab_logit"]) != 0)
+  grads = jax.grad(lambda p: latent.sample(p, jax.random.key(1), HP.temperature).z_BxZ.sum())(POSTERIOR)
+  assert np.all(np.asarray(grads.slab_logit_BxZ) != 0)
 
 
 def test_matvae_mc_kl_is_unbiased_for_the_kl_to_the_spike_and_slab_prior():
   latent = MATVAELatent(latent_dim=3)
-  posterior = {k: POSTERIOR[k] for k in ("mu", "sigma")}
+  posterior = GAUSSIAN_POSTERIOR
   n = 40_000
   keys = jax.random.split(jax.random.key(0), n)
   draws = np.asarray(jax.jit(jax.vmap(
@@ -98,8 +101,8 @@ def test_discrepancy_matches_a_double_loop_and_is_the_weighted_batch_term():
   expected = _discrepancy_by_loops(x_BxZ, y_BxZ)
   got = imq_kernel_discrepancy(jnp.asarray(x_BxZ, jnp.float32), jnp.asarray(y_BxZ, jnp.float32), SCALES)
   assert float(got) == pytest.approx(expected, rel=1e-5)
-  sample = {"z": jnp.asarray(x_BxZ, jnp.float32), "prior_z": jnp.asarray(y_BxZ, jnp.float32)}
-  extra = MATVAELatent(latent_dim=3, discrepancy_weight=2.5).extra_loss({}, sample, HP)
+  sample = MATVAESample(jnp.asarray(x_BxZ, jnp.float32), jnp.asarray(y_BxZ, jnp.float32))
+  extra = MATVAELatent(latent_dim=3, discrepancy_weight=2.5).extra_loss(GAUSSIAN_POSTERIOR, sample, HP)
   np.testing.assert_allclose(extra["discrepancy"], np.full(6, 2.5 * expected), rtol=1e-5)
 
 
@@ -124,10 +127,10 @@ def test_codes_are_exactly_zero_where_the_slab_is_not_likely():
   np.testing.assert_allclose(vsc.slab_prob_BxZ[0], SLAB_PROB, rtol=1e-6)
   # slab probabilities 0.88, exactly 1/2 and 0.12: only the first keeps its mu.
   np.testing.assert_array_equal(vsc.code_BxZ, [[1.5, 0.0, 0.0]])
-  np.testing.assert_array_equal(vsc.mu_BxZ, POSTERIOR["mu"])
-  matvae = MATVAELatent(latent_dim=3).codes(POSTERIOR)
+  np.testing.assert_array_equal(vsc.mu_BxZ, POSTERIOR.mu_BxZ)
+  matvae = MATVAELatent(latent_dim=3).codes(GAUSSIAN_POSTERIOR)
   np.testing.assert_array_equal(matvae.slab_prob_BxZ, np.ones((1, 3)))
-  np.testing.assert_array_equal(matvae.code_BxZ, POSTERIOR["mu"])
+  np.testing.assert_array_equal(matvae.code_BxZ, POSTERIOR.mu_BxZ)
 
 
 @pytest.mark.parametrize("latent", ["matvae", "vsc"])

@@ -106,7 +106,7 @@ PACKING_SCRIPT = """
 import contextlib, functools, json, re, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_num_cpu_devices", 4)
-from hsvae_jax import objectives
+from hsvae_jax.models import decoders
 
 mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType[sys.argv[1]],))
 keys = jax.random.split(jax.random.key(0), 3)
@@ -118,7 +118,7 @@ split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 states, tokens, lengths = (jax.device_put(x, split) for x in (states, tokens, lengths))
 
 def total(states, kernel, tokens, lengths, capacity):
-  return objectives.sequence_nll(lambda x: x @ kernel, states, tokens, lengths, capacity, data_shards=4).sum()
+  return decoders.sequence_nll(lambda x: x @ kernel, states, tokens, lengths, capacity, data_shards=4).sum()
 
 result = {}
 with jax.set_mesh(mesh) if sys.argv[1] == "Explicit" else contextlib.nullcontext():

@@ -83,7 +83,7 @@ def test_split_metrics_of_hand_made_terms_and_codes():
          "kl_gamma": np.array([0.5, 0.5, 2.0]), "num_tokens": np.array([5, 5, 10]),
          "code": np.array([[0.0, 1.5, 0.0, -2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]),
          "slab_prob": np.array([[0.2, 0.9, 0.1, 0.8], [0.3, 0.2, 0.1, 0.4], [0.7, 0.4, 0.1, 0.2]])}
-  result = evaluate.split_metrics(None, out)  # the model is read only for an embedding decoder's mse
+  result = evaluate.split_metrics(make_model(tiny_config().model, vocab_size=11), out)  # the GRU decoder's
   assert result["elbo"] == pytest.approx(-(20.0 + 2.0 + 1.0))  # -(rec_nll + kl_z + kl_gamma), batch means
   assert result["rec_nll"] == pytest.approx(20.0) and result["rec_nll_token"] == pytest.approx(60.0 / 20)
   assert result["zero_fraction"] == pytest.approx(9 / 12)

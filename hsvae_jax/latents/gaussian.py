@@ -12,19 +12,24 @@ from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
 
 
+class GaussianPosterior(base.Posterior):
+  mu_BxZ: jax.Array
+  sigma_BxZ: jax.Array
+
+
 class GaussianHead(nn.Module):
   latent_dim: int
 
   @nn.compact
-  def __call__(self, h_BxH: jax.Array) -> base.Posterior:
-    return {
-        "mu": nn.Dense(self.latent_dim, name="mu")(h_BxH),
-        "sigma": jax.nn.softplus(nn.Dense(self.latent_dim, name="sigma")(h_BxH)),
-    }
+  def __call__(self, h_BxH: jax.Array) -> GaussianPosterior:
+    return GaussianPosterior(
+        mu_BxZ=nn.Dense(self.latent_dim, name="mu")(h_BxH),
+        sigma_BxZ=jax.nn.softplus(nn.Dense(self.latent_dim, name="sigma")(h_BxH)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class GaussianLatent:
+class GaussianLatent(base.Latent[GaussianPosterior, base.Sample]):
   latent_dim: int
   slab_scale: float = 1.0
   kl_z: str = "analytic"
@@ -36,21 +41,21 @@ class GaussianLatent:
   def head(self) -> nn.Module:
     return GaussianHead(self.latent_dim)
 
-  def sample(self, posterior: base.Posterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
+  def sample(self, posterior: GaussianPosterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
     del temperature  # nothing discrete to relax
-    return {"z": distrax.Normal(posterior["mu"], posterior["sigma"]).sample(seed=key)}
+    return base.Sample(distrax.Normal(posterior.mu_BxZ, posterior.sigma_BxZ).sample(seed=key))
 
-  def kl(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
+  def kl(self, posterior: GaussianPosterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
     del hparams  # the prior has no free parameters
-    q = distrax.Normal(posterior["mu"], posterior["sigma"])
+    q = distrax.Normal(posterior.mu_BxZ, posterior.sigma_BxZ)
     p = distrax.Normal(0.0, self.slab_scale)
     if self.kl_z == "mc":
-      kl_z_BxZ = q.log_prob(sample["z"]) - p.log_prob(sample["z"])
+      kl_z_BxZ = q.log_prob(sample.z_BxZ) - p.log_prob(sample.z_BxZ)
     else:
       kl_z_BxZ = q.kl_divergence(p)
     kl_z_B = kl_z_BxZ.sum(-1)
     return kl_z_B, jnp.zeros_like(kl_z_B)
 
-  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
-    mu = posterior["mu"]
-    return base.BatchCodes(mu, mu, jnp.ones_like(mu))
+  def codes(self, posterior: GaussianPosterior) -> base.BatchCodes:
+    # No spike: the slab's probability is 1 and the code is mu, dense.
+    return base.BatchCodes.where_slab(posterior.mu_BxZ, jnp.ones_like(posterior.mu_BxZ))

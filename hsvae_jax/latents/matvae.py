@@ -14,7 +14,7 @@ import ml_collections
 
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
-from hsvae_jax.latents.gaussian import GaussianHead
+from hsvae_jax.latents.gaussian import GaussianHead, GaussianPosterior
 from hsvae_jax.prior import SpikeAndSlab
 
 
@@ -44,8 +44,12 @@ def imq_kernel_discrepancy(x_BxZ: jax.Array, y_BxZ: jax.Array, scales: tuple[flo
   return within(x_BxZ) + within(y_BxZ) - 2 * kernel_BxBxZ(x_BxZ, y_BxZ).sum() / n**2
 
 
+class MATVAESample(base.Sample):
+  prior_z_BxZ: jax.Array  # a batch drawn from the prior, for the kernel discrepancy
+
+
 @dataclasses.dataclass(frozen=True)
-class MATVAELatent:
+class MATVAELatent(base.Latent[GaussianPosterior, MATVAESample]):
   """q(z|x) = N(mu, sigma^2); p(z) = w N(0, spike_scale^2) + (1 - w) N(0, slab_scale^2) per dimension.
 
   Loss terms: KL_z is the one-sample estimate log q(z|x) - log p(z) (weighted by z_reg_weight, the
@@ -78,25 +82,24 @@ class MATVAELatent:
   def prior(self) -> SpikeAndSlab:
     return SpikeAndSlab(self.spike_weight, 0.0, self.slab_scale, spike_scale=self.spike_scale)
 
-  def sample(self, posterior: base.Posterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
+  def sample(self, posterior: GaussianPosterior, key: jax.Array, temperature: jax.Array) -> MATVAESample:
     del temperature  # nothing discrete to relax
     z_key, prior_key = jax.random.split(key)
-    z_BxZ = distrax.Normal(posterior["mu"], posterior["sigma"]).sample(seed=z_key)
+    z_BxZ = distrax.Normal(posterior.mu_BxZ, posterior.sigma_BxZ).sample(seed=z_key)
     prior_z_BxZ = self.prior().sample(seed=prior_key, sample_shape=z_BxZ.shape)
-    return {"z": z_BxZ, "prior_z": prior_z_BxZ}
+    return MATVAESample(z_BxZ, prior_z_BxZ)
 
-  def kl(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
+  def kl(self, posterior: GaussianPosterior, sample: MATVAESample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
     del hparams  # the prior is fixed
-    q = distrax.Normal(posterior["mu"], posterior["sigma"])
-    kl_z_B = (q.log_prob(sample["z"]) - self.prior().log_prob(sample["z"])).sum(-1)
+    q = distrax.Normal(posterior.mu_BxZ, posterior.sigma_BxZ)
+    kl_z_B = (q.log_prob(sample.z_BxZ) - self.prior().log_prob(sample.z_BxZ)).sum(-1)
     return kl_z_B, jnp.zeros_like(kl_z_B)
 
-  def extra_loss(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> dict[str, jax.Array]:
+  def extra_loss(self, posterior: GaussianPosterior, sample: MATVAESample, hparams: HParams) -> dict[str, jax.Array]:
     del posterior, hparams
-    discrepancy = self.discrepancy_weight * imq_kernel_discrepancy(sample["z"], sample["prior_z"], self.kernel_scales)
+    discrepancy = self.discrepancy_weight * imq_kernel_discrepancy(sample.z_BxZ, sample.prior_z_BxZ, self.kernel_scales)
     # A term of the whole batch: every sentence carries it, so the batch mean is the term itself.
-    return {"discrepancy": jnp.broadcast_to(discrepancy, sample["z"].shape[:1])}
+    return {"discrepancy": jnp.broadcast_to(discrepancy, sample.z_BxZ.shape[:1])}
 
-  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
-    mu = posterior["mu"]
-    return base.BatchCodes(mu, mu, jnp.ones_like(mu))
+  def codes(self, posterior: GaussianPosterior) -> base.BatchCodes:
+    return base.BatchCodes.where_slab(posterior.mu_BxZ, jnp.ones_like(posterior.mu_BxZ))

@@ -23,19 +23,23 @@ def topk_relu(pre_BxW: jax.Array, k: int) -> jax.Array:
   return jax.nn.relu(pre_BxW) * keep_BxW
 
 
+class TopKPosterior(base.Posterior):
+  pre_BxW: jax.Array  # the pre-activations
+
+
 class TopKHead(nn.Module):
   width: int
 
   @nn.compact
-  def __call__(self, x_BxE: jax.Array) -> base.Posterior:
-    return {"pre": nn.Dense(self.width, name="encoder")(x_BxE)}
+  def __call__(self, x_BxE: jax.Array) -> TopKPosterior:
+    return TopKPosterior(nn.Dense(self.width, name="encoder")(x_BxE))
 
 
 @dataclasses.dataclass(frozen=True)
-class TopKSAELatent:
+class TopKSAELatent(base.Latent[TopKPosterior, base.Sample]):
   latent_dim: int  # the dictionary's width
   k: int = 32
-  is_autoencoder: bool = True  # read by the model: squared-error reconstruction, no learned scale
+  is_autoencoder = True
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict) -> "TopKSAELatent":
@@ -46,16 +50,16 @@ class TopKSAELatent:
   def head(self) -> nn.Module:
     return TopKHead(self.latent_dim)
 
-  def sample(self, posterior: base.Posterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
+  def sample(self, posterior: TopKPosterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
     del key, temperature  # deterministic
-    return {"z": topk_relu(posterior["pre"], self.k)}
+    return base.Sample(topk_relu(posterior.pre_BxW, self.k))
 
-  def kl(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
+  def kl(self, posterior: TopKPosterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
     del sample, hparams
-    zeros_B = jnp.zeros(posterior["pre"].shape[:-1])
+    zeros_B = jnp.zeros(posterior.pre_BxW.shape[:-1])
     return zeros_B, zeros_B
 
-  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
-    code_BxW = topk_relu(posterior["pre"], self.k)
+  def codes(self, posterior: TopKPosterior) -> base.BatchCodes:
+    code_BxW = topk_relu(posterior.pre_BxW, self.k)
     # The dense counterpart of the code is the ReLU before the top-k cut.
-    return base.BatchCodes(code_BxW, jax.nn.relu(posterior["pre"]), (code_BxW != 0).astype(code_BxW.dtype))
+    return base.BatchCodes(code_BxW, jax.nn.relu(posterior.pre_BxW), (code_BxW != 0).astype(code_BxW.dtype))

@@ -10,22 +10,27 @@ import ml_collections
 
 from hsvae_jax.hparams import HParams
 from hsvae_jax.latents import base
-from hsvae_jax.latents.gaussian import GaussianHead
+from hsvae_jax.latents.gaussian import GaussianHead, GaussianPosterior
 from hsvae_jax.prior import SpikeAndSlab
+
+
+class VSCPosterior(GaussianPosterior):
+  # gamma(x) = sigmoid(slab_logit); logits keep log gamma and log(1 - gamma) finite when it saturates.
+  slab_logit_BxZ: jax.Array
 
 
 class VSCHead(nn.Module):
   latent_dim: int
 
   @nn.compact
-  def __call__(self, h_BxH: jax.Array) -> base.Posterior:
-    # gamma(x) = sigmoid(slab_logit); logits keep log gamma and log(1 - gamma) finite when it saturates.
-    return GaussianHead(self.latent_dim, name="slab")(h_BxH) | {
-        "slab_logit": nn.Dense(self.latent_dim, name="slab_logit")(h_BxH)}
+  def __call__(self, h_BxH: jax.Array) -> VSCPosterior:
+    slab = GaussianHead(self.latent_dim, name="slab")(h_BxH)
+    return VSCPosterior(mu_BxZ=slab.mu_BxZ, sigma_BxZ=slab.sigma_BxZ,
+                        slab_logit_BxZ=nn.Dense(self.latent_dim, name="slab_logit")(h_BxH))
 
 
 @dataclasses.dataclass(frozen=True)
-class VSCLatent:
+class VSCLatent(base.Latent[VSCPosterior, base.Sample]):
   """q(z|x) = gamma N(mu, sigma^2) + (1 - gamma) delta_0; p(z) = alpha N(0, slab_scale^2) + (1 - alpha) delta_0.
 
   gamma(x) is the per-dimension SLAB probability and alpha = prior_slab_prob a fixed sparsity level. The
@@ -46,26 +51,24 @@ class VSCLatent:
   def head(self) -> nn.Module:
     return VSCHead(self.latent_dim)
 
-  def sample(self, posterior: base.Posterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
+  def sample(self, posterior: VSCPosterior, key: jax.Array, temperature: jax.Array) -> base.Sample:
     # A spike of zero width is the delta at 0: relaxed_sample puts exact zeros wherever it picks the spike.
-    q_z = SpikeAndSlab(jax.nn.sigmoid(-posterior["slab_logit"]), posterior["mu"], posterior["sigma"],
+    q_z = SpikeAndSlab(jax.nn.sigmoid(-posterior.slab_logit_BxZ), posterior.mu_BxZ, posterior.sigma_BxZ,
                        spike_scale=0.0)
     z_BxZ, _ = q_z.relaxed_sample(key, temperature)
-    return {"z": z_BxZ}
+    return base.Sample(z_BxZ)
 
-  def kl(self, posterior: base.Posterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
+  def kl(self, posterior: VSCPosterior, sample: base.Sample, hparams: HParams) -> tuple[jax.Array, jax.Array]:
     del sample, hparams  # closed form; the prior is fixed
     # q and p share the same point mass at 0, so log q/p is log((1 - gamma) / (1 - alpha)) on the spike and
     # log(gamma N(z; mu, sigma) / (alpha N(z; 0, slab))) on the slab; in expectation, the Bernoulli KL plus
     # gamma times the Gaussian KL (Tonolini et al. 2019, Sec. 3).
-    q_slab = distrax.Bernoulli(logits=posterior["slab_logit"])
-    slab_kl_BxZ = distrax.Normal(posterior["mu"], posterior["sigma"]).kl_divergence(
+    q_slab = distrax.Bernoulli(logits=posterior.slab_logit_BxZ)
+    slab_kl_BxZ = distrax.Normal(posterior.mu_BxZ, posterior.sigma_BxZ).kl_divergence(
         distrax.Normal(0.0, self.slab_scale))
     kl_z_BxZ = q_slab.probs * slab_kl_BxZ + q_slab.kl_divergence(distrax.Bernoulli(probs=self.prior_slab_prob))
     kl_z_B = kl_z_BxZ.sum(-1)
     return kl_z_B, jnp.zeros_like(kl_z_B)
 
-  def codes(self, posterior: base.Posterior) -> base.BatchCodes:
-    slab_prob_BxZ = jax.nn.sigmoid(posterior["slab_logit"])
-    code_BxZ = jnp.where(slab_prob_BxZ > 0.5, posterior["mu"], 0.0)
-    return base.BatchCodes(code_BxZ, posterior["mu"], slab_prob_BxZ)
+  def codes(self, posterior: VSCPosterior) -> base.BatchCodes:
+    return base.BatchCodes.where_slab(posterior.mu_BxZ, jax.nn.sigmoid(posterior.slab_logit_BxZ))

@@ -1,4 +1,4 @@
-"""Model parts: the GRU and the sentence VAE built on a latent family."""
+"""Model parts: encoders, decoders and the sentence VAE that composes them with a latent family."""
 
 import pathlib
 
@@ -8,8 +8,12 @@ import ml_collections
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
 from hsvae_jax.latents import make_latent
-from hsvae_jax.models.sentence_vae import DECODERS, ENCODERS, SentenceVAE
+from hsvae_jax.models.decoders import EmbeddingDecoder, GRUDecoder
+from hsvae_jax.models.encoders import CentredEmbeddingEncoder, EmbeddingEncoder, GRUEncoder, TransformerEncoder
+from hsvae_jax.models.sentence_vae import SentenceVAE
 
+ENCODERS = ("gru", "transformer")
+DECODERS = ("gru", "embedding")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -29,27 +33,23 @@ def _check_encoder_decoder(model_config: ml_collections.ConfigDict) -> None:
 
 
 def make_model(model_config: ml_collections.ConfigDict, vocab_size: int) -> SentenceVAE:
+  """The config's encoder, latent family and decoder, composed: one of the four pairings _check_encoder_decoder allows."""
   _check_encoder_decoder(model_config)
-  dtype = model_config.get("dtype", "float32")  # workdirs from before model.dtype trained in float32
-  if dtype not in DTYPES:
-    raise InputError(f"unknown model.dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+  dtype_name = model_config.get("dtype", "float32")  # workdirs from before model.dtype trained in float32
+  if dtype_name not in DTYPES:
+    raise InputError(f"unknown model.dtype {dtype_name!r}; choose one of {', '.join(DTYPES)}")
   token_capacity = model_config.get("token_capacity", 1.0)
   if not 0.0 < token_capacity <= 1.0:
     raise InputError(f"model.token_capacity={token_capacity} must be in (0, 1]: the share of a batch's tokens projected")
-  transformer = None
-  if model_config.encoder == "transformer":
-    bert.check_pooling(model_config.pooling)
-    transformer = bert.BertConfig.from_json(pathlib.Path(model_config.encoder_path) / "config.json")
-  return SentenceVAE(
-      vocab_size=vocab_size,
-      latent=make_latent(model_config),
-      embed_dim=model_config.embed_dim,
-      hidden_dim=model_config.hidden_dim,
-      encoder_kind=model_config.encoder,
-      decoder_kind=model_config.decoder,
-      embedding_dim=transformer.hidden_size if transformer else 0,
-      transformer=None if model_config.freeze_encoder else transformer,
-      pooling=model_config.pooling,
-      dtype=getattr(jnp, dtype),
-      token_capacity=token_capacity,
-  )
+  latent, dtype = make_latent(model_config), getattr(jnp, dtype_name)
+  words = GRUDecoder(vocab_size, model_config.embed_dim, model_config.hidden_dim, dtype, token_capacity)
+  if model_config.encoder == "gru":
+    return SentenceVAE(latent, GRUEncoder(model_config.hidden_dim, dtype), words)
+  bert.check_pooling(model_config.pooling)
+  transformer = bert.BertConfig.from_json(pathlib.Path(model_config.encoder_path) / "config.json")
+  if not model_config.freeze_encoder:
+    return SentenceVAE(latent, TransformerEncoder(transformer, model_config.pooling), words)
+  if model_config.decoder == "gru":
+    return SentenceVAE(latent, EmbeddingEncoder(transformer.hidden_size), words)
+  return SentenceVAE(latent, CentredEmbeddingEncoder(transformer.hidden_size),
+                     EmbeddingDecoder(transformer.hidden_size, learn_scale=not latent.is_autoencoder))
