@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny config that trains in seconds, the `hsvae` command in a fresh process or in this
 one, a tiny BERT, and where the shared corpora live."""
 
+import functools
 import json
 import os
 import pathlib
@@ -54,6 +55,21 @@ def tiny_config(latent: str = "hsvae"):
   config.train.checkpoint_every = 3
   config.eval.batch_size = 64
   return config
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+  """quickstart_run(latent): a workdir of the quickstart config trained as shipped with that model.latent,
+  trained once a session (the modules that use it share an xdist group, hence a worker)."""
+  @functools.cache
+  def run(latent: str) -> str:
+    config = load_config_file("quickstart")
+    config.model.latent = latent
+    workdir = str(tmp_path_factory.mktemp("quickstart") / latent)
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+  return run
 
 
 def untrained(config):

@@ -10,22 +10,16 @@ import hsvae_jax
 from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import evaluate
-from hsvae_jax import train
 from hsvae_jax.errors import InputError
-from conftest import load_config_file
 
-pytestmark = pytest.mark.xdist_group(__name__)
-
-STEPS = 300
+# One xdist worker takes this module and test_quickstart (pyproject: --dist loadgroup): they share the run.
+pytestmark = pytest.mark.xdist_group("quickstart")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  config = load_config_file("quickstart")
-  config.train.num_steps = config.train.checkpoint_every = STEPS
-  workdir = str(tmp_path_factory.mktemp("api") / "run")
-  train.train_and_evaluate(config, workdir)
-  return workdir
+def workdir(quickstart_run):
+  """The quickstart HSVAE, as trained by the quickstart's own 1,000 steps."""
+  return quickstart_run("hsvae")
 
 
 @pytest.fixture(scope="module")
