@@ -1,5 +1,8 @@
 """KL estimators against brute force, and the reconstruction term against a hand computation."""
 
+import functools
+import math
+
 import chex
 import distrax
 import jax
@@ -23,16 +26,25 @@ POSTERIOR = {  # three dimensions: mostly slab, undecided, mostly spike
 }
 
 
-def _mc_kl_draws(latent, n: int) -> np.ndarray:
-  """n independent one-sample KL_z estimates, each for a fresh (gamma, z) from the posterior."""
+@functools.cache
+def _hsvae_mc_kl_draws() -> np.ndarray:
+  """40,000 independent one-sample KL_z estimates of HSVAE's mc estimator, each for a fresh (gamma, z) from the
+  posterior. Made once: two tests read them, and compiling the Beta sampler takes seconds."""
+  latent = HSVAELatent(latent_dim=3, kl_z="mc")
+
   def one(key):
     sample = latent.sample(POSTERIOR, key, HP.temperature)
     return latent.kl(POSTERIOR, sample, HP)[0][0]
-  return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n)))
+  return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), 40_000)))
+
+
+def _normal_pdf(z: float, loc: float, scale: float) -> float:
+  """scipy.stats.norm.pdf at one point, without its per-call overhead: quad calls it some 10^5 times."""
+  return math.exp(-0.5 * ((z - loc) / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
 
 
 def _mixture_pdf(z, spike_prob, loc, scale, spike_scale=0.05):
-  return spike_prob * scipy.stats.norm.pdf(z, 0, spike_scale) + (1 - spike_prob) * scipy.stats.norm.pdf(z, loc, scale)
+  return spike_prob * _normal_pdf(z, 0, spike_scale) + (1 - spike_prob) * _normal_pdf(z, loc, scale)
 
 
 def _quadrature_kl(gamma, mu, sigma):
@@ -40,13 +52,13 @@ def _quadrature_kl(gamma, mu, sigma):
   def integrand(z):
     q = _mixture_pdf(z, gamma, mu, sigma)
     p = _mixture_pdf(z, gamma, 0.0, 1.0)
-    return q * (np.log(q) - np.log(p)) if q > 0 else 0.0
+    return q * (math.log(q) - math.log(p)) if q > 0 else 0.0
   points = sorted({0.0, float(mu)})
   return scipy.integrate.quad(integrand, -12, 12, points=points, limit=200)[0]
 
 
 def test_hsvae_mc_kl_is_unbiased_for_the_expected_mixture_kl():
-  draws = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 40_000)
+  draws = _hsvae_mc_kl_draws()
   brute = 0.0
   for d in range(3):
     a, b = float(POSTERIOR["a"][0, d]), float(POSTERIOR["b"][0, d])
@@ -71,13 +83,13 @@ def test_hsvae_analytic_kl_matches_indicator_brute_force_and_bounds_mc():
     log_ratio = scipy.stats.norm.logpdf(z, mu, sigma) - scipy.stats.norm.logpdf(z, 0.0, 1.0)
     total += log_ratio.sum() / slab.size
   assert analytic == pytest.approx(total, rel=0.02)
-  mc_mean = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 20_000).mean()
+  mc_mean = _hsvae_mc_kl_draws().mean()
   assert analytic > mc_mean  # conditioning on the indicator can only add information
 
 
 def test_hsvae_kl_gamma_is_closed_form_beta_kl():
-  latent = HSVAELatent(latent_dim=3)
-  _, kl_gamma = latent.kl(POSTERIOR, latent.sample(POSTERIOR, jax.random.key(0), HP.temperature), HP)
+  # KL_gamma is the same whichever estimator KL_z takes; the analytic one needs no sample.
+  _, kl_gamma = HSVAELatent(latent_dim=3, kl_z="analytic").kl(POSTERIOR, {}, HP)
   a, b = np.asarray(POSTERIOR["a"][0]), np.asarray(POSTERIOR["b"][0])
   grid = np.linspace(1e-6, 1 - 1e-6, 400_001)
   brute = 0.0
@@ -120,6 +132,18 @@ def test_sequence_nll_sums_real_tokens_only():
   np.testing.assert_allclose(nll, expected, rtol=1e-5)
 
 
+@functools.partial(jax.jit, static_argnames="capacity")
+def _tanh_projection_nll(states_BLxH, kernel_HxV, tokens_BxL, lengths_B, capacity):
+  """sequence_nll through a tanh and kernel_HxV, jitted as training runs it: one program a capacity, whatever
+  the tokens."""
+  return objectives.sequence_nll(lambda x: jnp.tanh(x) @ kernel_HxV, states_BLxH, tokens_BxL, lengths_B, capacity)
+
+
+_tanh_projection_nll_grad = jax.jit(
+    jax.grad(lambda *args, capacity: _tanh_projection_nll(*args, capacity=capacity).sum(), (0, 1)),
+    static_argnames="capacity")
+
+
 @pytest.mark.parametrize("lengths", [(3, 9, 1, 12, 5, 2), (12, 12, 11, 12, 12, 10)], ids=["fit", "overflow"])
 def test_sequence_nll_on_real_rows_only_has_the_every_row_value_and_gradient(lengths):
   """A capacity of half the 6 x 12 rows (40 after rounding up): the first batch's 32 real rows fit, the second's 69 do not."""
@@ -129,13 +153,11 @@ def test_sequence_nll_on_real_rows_only_has_the_every_row_value_and_gradient(len
   kernel_HxV = jax.random.normal(keys[1], (hidden, vocab))
   tokens_BxL = jax.random.randint(keys[2], (batch, length), 0, vocab)
   lengths_B = jnp.array(lengths)
+  args = states_BLxH, kernel_HxV, tokens_BxL, lengths_B
 
-  def total_nll(states_BLxH, kernel_HxV, capacity):
-    return objectives.sequence_nll(lambda x: jnp.tanh(x) @ kernel_HxV, states_BLxH, tokens_BxL, lengths_B, capacity)
-
-  per_sentence = {c: total_nll(states_BLxH, kernel_HxV, c) for c in (1.0, 0.5)}
+  per_sentence = {c: _tanh_projection_nll(*args, capacity=c) for c in (1.0, 0.5)}
   np.testing.assert_allclose(per_sentence[0.5], per_sentence[1.0], rtol=1e-6)
-  grads = {c: jax.grad(lambda s, k: total_nll(s, k, c).sum(), (0, 1))(states_BLxH, kernel_HxV) for c in (1.0, 0.5)}
+  grads = {c: _tanh_projection_nll_grad(*args, capacity=c) for c in (1.0, 0.5)}
   chex.assert_trees_all_close(grads[0.5], grads[1.0], rtol=1e-5, atol=1e-6)
   # Padding's states get no gradient.
   real_BL = (jnp.arange(length)[None, :] < lengths_B[:, None]).reshape(-1)
@@ -150,7 +172,8 @@ def test_hsvae_gamma_sample_has_the_reparameterisation_gradient_of_the_beta_mean
     return latent.sample(POSTERIOR | {"a": a, "b": b}, key, HP.temperature)["gamma"][0]
 
   keys = jax.random.split(jax.random.key(3), 20_000)
-  per_dim = lambda f: jax.vmap(jax.jacfwd(f, (0, 1)), (None, None, 0))(POSTERIOR["a"], POSTERIOR["b"], keys)
+  per_dim = lambda f: jax.jit(jax.vmap(jax.jacfwd(f, (0, 1)), (None, None, 0)))(
+      POSTERIOR["a"], POSTERIOR["b"], keys)
   grad_a, grad_b = (np.diagonal(np.asarray(g).mean(0)[:, 0], axis1=0, axis2=1) for g in per_dim(mean_gamma))
   a, b = np.asarray(POSTERIOR["a"][0]), np.asarray(POSTERIOR["b"][0])
   np.testing.assert_allclose(grad_a, b / (a + b) ** 2, rtol=0.05)
