@@ -1,3 +1,5 @@
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -17,15 +19,20 @@ TOKENS = jnp.array([[5, 6, 7, 1, 0, 0], [4, 9, 3, 8, 2, 1]])
 LENGTHS = jnp.array([4, 6])
 
 
+@functools.cache
 def _params():
-  return MODEL.init(jax.random.key(0), TOKENS, LENGTHS, jax.random.key(1), jnp.float32(0.5))["params"]
+  """Made once, by one program: run op by op, the init's Beta sample alone takes seconds."""
+  return jax.jit(MODEL.init)(jax.random.key(0), TOKENS, LENGTHS, jax.random.key(1), jnp.float32(0.5))["params"]
 
 
 def test_shapes_and_shared_embedding():
   params = _params()
-  states, posterior, sample = MODEL.apply({"params": params}, TOKENS, LENGTHS, jax.random.key(2), jnp.float32(0.5))
+  # Shapes only: tracing is enough.
+  states, posterior, sample = jax.eval_shape(MODEL.apply, {"params": params}, TOKENS, LENGTHS, jax.random.key(2),
+                                             jnp.float32(0.5))
   assert states.shape == (2 * 6, 8)  # batch-major, flat
-  assert MODEL.apply({"params": params}, states, method=SentenceVAE.project).shape == (6 * 2, 11)
+  assert jax.eval_shape(functools.partial(MODEL.apply, method=SentenceVAE.project),
+                        {"params": params}, states).shape == (6 * 2, 11)
   assert set(posterior) == {"mu", "sigma", "a", "b"}
   assert sample["z"].shape == (2, 4)
   assert [k for k in params if "embed" in k.lower()] == ["embed"]
@@ -77,7 +84,8 @@ def test_folded_bias_dense_equals_dense_in_value_and_gradient():
 def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
   bf16_model = MODEL.clone(dtype=jnp.bfloat16)
   params = _params()
-  bf16_params = bf16_model.init(jax.random.key(0), TOKENS, LENGTHS, jax.random.key(1), jnp.float32(0.5))["params"]
+  bf16_params = jax.eval_shape(bf16_model.init, jax.random.key(0), TOKENS, LENGTHS, jax.random.key(1),
+                               jnp.float32(0.5))["params"]
   assert {leaf.dtype for leaf in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
   z = jax.random.normal(jax.random.key(3), (2, 4))
 
@@ -86,8 +94,9 @@ def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
     logits = model.apply({"params": params}, states, method=SentenceVAE.project)
     return objectives.sequence_nll(lambda x: x, logits, TOKENS, LENGTHS).sum(), logits
 
-  (nll32, logits32), grads32 = jax.value_and_grad(nll, 1, has_aux=True)(MODEL, params)
-  (nll16, logits16), grads16 = jax.value_and_grad(nll, 1, has_aux=True)(bf16_model, params)
+  nll_and_grad = jax.jit(jax.value_and_grad(nll, 1, has_aux=True), static_argnums=0)
+  (nll32, logits32), grads32 = nll_and_grad(MODEL, params)
+  (nll16, logits16), grads16 = nll_and_grad(bf16_model, params)
   assert logits16.dtype == jnp.bfloat16 and nll16.dtype == jnp.float32
   # bfloat16 keeps 8 bits of mantissa: agreement to about 1%, not to float32's 1e-6.
   np.testing.assert_allclose(logits16.astype(jnp.float32), logits32, rtol=0.03, atol=0.03)
