@@ -1,18 +1,25 @@
-"""Shared fixtures: a tiny config that trains in seconds, a tiny BERT, and where the shared corpora live."""
+"""Shared fixtures: a tiny config that trains in seconds, the `hsvae` command in a fresh process or in this
+one, a tiny BERT, and where the shared corpora live."""
 
+import functools
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
+from absl import flags
 import jax
 import numpy as np
 import pytest
 import safetensors.numpy
 import tokenizers
 
+from hsvae_jax import cli
 from hsvae_jax import configs
 from hsvae_jax import data
 from hsvae_jax import default_config
+from hsvae_jax import distributed
 from hsvae_jax import train
 from hsvae_jax.models import make_model
 
@@ -50,12 +57,84 @@ def tiny_config(latent: str = "hsvae"):
   return config
 
 
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+  """quickstart_run(latent): a workdir of the quickstart config trained as shipped with that model.latent,
+  trained once a session (the modules that use it share an xdist group, hence a worker)."""
+  @functools.cache
+  def run(latent: str) -> str:
+    config = load_config_file("quickstart")
+    config.model.latent = latent
+    workdir = str(tmp_path_factory.mktemp("quickstart") / latent)
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+  return run
+
+
 def untrained(config):
   """The corpus, a vocabulary built from its train split, the model and its freshly initialised state."""
   corpus = data.load_corpus(config.data)
   vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
   model = make_model(config.model, len(vocab))
-  return corpus, vocab, model, train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
+  # One program, as train.init_state runs it: op by op, the model's init takes seconds.
+  init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
+  return corpus, vocab, model, init(jax.random.key(0))
+
+
+QUICKSTART = "quickstart"  # by name: the config shipped in the package
+# tiny_config()'s model on top of the quickstart config: the same shapes, hence the same compiled programs.
+TINY = ["--config.data.synthetic.num_sentences=600", "--config.model.latent_dim=8",
+        "--config.model.embed_dim=16", "--config.model.hidden_dim=32", "--config.train.batch_size=16",
+        "--config.train.num_steps=4", "--config.train.log_every=2", "--config.train.checkpoint_every=2",
+        "--config.eval.batch_size=64"]
+
+
+def _exited(result: subprocess.CompletedProcess, expect: int) -> subprocess.CompletedProcess:
+  """result, having exited with `expect`; exit code 2 with a last line `hsvae: error: ...` and no traceback."""
+  assert result.returncode == expect, result.stderr[-3000:]
+  if expect == 2:
+    assert "Traceback" not in result.stderr
+    assert error_line(result).startswith("hsvae: error: ")
+  return result
+
+
+def hsvae(*args, expect: int = 0) -> subprocess.CompletedProcess:
+  """`hsvae ARGS` in a fresh process, as a user runs it."""
+  result = subprocess.run([sys.executable, "-m", "hsvae_jax.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+  return _exited(result, expect)
+
+
+@pytest.fixture
+def hsvae_in_process(monkeypatch, capsys):
+  """hsvae, but run in this process: no interpreter and JAX to start, and this process's compiled programs
+  reused. cli.run parses sys.argv into absl's global flags, so each call starts from their defaults, without
+  the --config.KEY flags that the last call's config defined. JAX is started here already, so `train` skips
+  distributed.initialize (which must come first in a process; the subprocess tests run it)."""
+  monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")  # what cli.run would set in os.environ for good
+  monkeypatch.setattr(distributed, "initialize", lambda *args: None)
+
+  def run(*args, expect: int = 0) -> subprocess.CompletedProcess:
+    argv = ["hsvae", *map(str, args)]
+    flags.FLAGS.unparse_flags()
+    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+      delattr(flags.FLAGS, name)
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    try:
+      cli.run()
+      returncode = 0
+    except SystemExit as stop:
+      returncode = stop.code or 0
+    out, err = capsys.readouterr()
+    return _exited(subprocess.CompletedProcess(argv, returncode, out, err), expect)
+
+  return run
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+  return result.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture

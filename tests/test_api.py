@@ -10,23 +10,16 @@ import hsvae_jax
 from hsvae_jax import api
 from hsvae_jax import data
 from hsvae_jax import evaluate
-from hsvae_jax import train
 from hsvae_jax.errors import InputError
-from conftest import load_config_file
-from test_cli import hsvae
 
-pytestmark = pytest.mark.xdist_group(__name__)
-
-STEPS = 300
+# One xdist worker takes this module and test_quickstart (pyproject: --dist loadgroup): they share the run.
+pytestmark = pytest.mark.xdist_group("quickstart")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  config = load_config_file("quickstart")
-  config.train.num_steps = config.train.checkpoint_every = STEPS
-  workdir = str(tmp_path_factory.mktemp("api") / "run")
-  train.train_and_evaluate(config, workdir)
-  return workdir
+def workdir(quickstart_run):
+  """The quickstart HSVAE, as trained by the quickstart's own 1,000 steps."""
+  return quickstart_run("hsvae")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +38,9 @@ def _token_accuracy(sentences, decoded):
   return sum(sum(a == b for a, b in zip(s, d)) for s, d in pairs) / sum(len(s) for s, _ in pairs)
 
 
-def test_api_encode_equals_the_hsvae_encode_file(workdir, model, sentences, tmp_path):
+def test_api_encode_equals_the_hsvae_encode_file(hsvae_in_process, workdir, model, sentences, tmp_path):
   (tmp_path / "in.txt").write_text("\n".join(sentences[:40]) + "\n")
-  hsvae("encode", "--workdir", workdir, "--input", tmp_path / "in.txt", "--output", tmp_path / "codes.npz")
+  hsvae_in_process("encode", "--workdir", workdir, "--input", tmp_path / "in.txt", "--output", tmp_path / "codes.npz")
   from_file = api.load_codes(tmp_path / "codes.npz")
   codes = model.encode(sentences[:40])
   assert codes.codes.format == "csr" and codes.codes.shape == (40, 32)
@@ -105,12 +98,12 @@ def test_sampled_decoding_is_seeded_and_greedy_is_the_default(model, sentences):
     model.decode(np.zeros((2, 5)))
 
 
-def test_decode_and_explore_commands(workdir, model, sentences, tmp_path):
+def test_decode_and_explore_commands(hsvae_in_process, workdir, model, sentences, tmp_path):
   model.encode(sentences[:3]).save(tmp_path / "codes.npz")
-  decoded = hsvae("decode", "--workdir", workdir, "--input", tmp_path / "codes.npz").stdout.splitlines()
+  decoded = hsvae_in_process("decode", "--workdir", workdir, "--input", tmp_path / "codes.npz").stdout.splitlines()
   assert decoded == model.decode(api.load_codes(tmp_path / "codes.npz"))
   (tmp_path / "in.txt").write_text(sentences[0] + "\n")
-  printed = hsvae("explore", "--workdir", workdir, "--input", tmp_path / "in.txt").stdout.splitlines()
+  printed = hsvae_in_process("explore", "--workdir", workdir, "--input", tmp_path / "in.txt").stdout.splitlines()
   active = model.encode(sentences[:1]).codes.nnz
   assert printed[0] == sentences[0] and f"{active} active dims" in printed[1]
   assert printed[2] == f"  decoded: {decoded[0]}"
@@ -147,12 +140,12 @@ def test_explain_gives_each_active_dim_the_corpus_sentences_furthest_its_way(mod
     model.explain(queries, corpus, top=0)
 
 
-def test_explain_command_prints_what_model_explain_finds(workdir, model, tmp_path):
+def test_explain_command_prints_what_model_explain_finds(hsvae_in_process, workdir, model, tmp_path):
   train = data.load_corpus(model.config.data).sentences["train"]
   queries = train[:2]
   (tmp_path / "in.txt").write_text("\n".join(queries) + "\n")
-  printed = hsvae("explain", "--workdir", workdir, "--input", tmp_path / "in.txt", "--split", "train", "--top", "2"
-                  ).stdout.splitlines()
+  printed = hsvae_in_process("explain", "--workdir", workdir, "--input", tmp_path / "in.txt", "--split", "train",
+                             "--top", "2").stdout.splitlines()
   expected = []
   for sentence, dims in zip(queries, model.explain(queries, train, top=2)):
     expected += [sentence, f"  {len(dims)} active dims"]

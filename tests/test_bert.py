@@ -5,14 +5,11 @@ import pathlib
 
 import numpy as np
 import pytest
-import safetensors.numpy
-import tokenizers
 
 from hsvae_jax import embed
 from hsvae_jax.encoders import bert
 from hsvae_jax.errors import InputError
-from conftest import TINY_BERT, TINY_BERT_WORDS, tiny_bert_tensors, write_modules_json, write_tiny_bert
-from test_cli import hsvae
+from conftest import TINY_BERT_WORDS, tiny_bert_tensors, write_modules_json, write_tiny_bert
 
 REFERENCE = pathlib.Path(__file__).parent / "data" / "minilm_reference.npz"
 
@@ -48,16 +45,17 @@ def test_matches_pytorch_minilm(minilm, pooling):
   np.testing.assert_allclose(got, ref[pooling], rtol=0, atol=1e-4)
 
 
-def test_hsvae_embed_matches_sentence_transformers_encode(minilm_dir, tmp_path):
+def test_hsvae_embed_matches_sentence_transformers_encode(hsvae_in_process, minilm_dir, tmp_path):
   ref = np.load(REFERENCE)
   (tmp_path / "in.txt").write_text("\n".join(ref["sentences"]) + "\n", encoding="utf-8")
-  hsvae("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "st.npy")
+  hsvae_in_process("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output",
+                   tmp_path / "st.npy")
   got = np.load(tmp_path / "st.npy")
   # modules.json's Normalize, and sentence_bert_config.json's 256 tokens for the long last sentence.
   np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
   np.testing.assert_allclose(got, ref["sentence_transformers"], rtol=0, atol=2e-6)
-  hsvae("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "raw.npy",
-        "--nomodules-json")
+  hsvae_in_process("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output",
+                   tmp_path / "raw.npy", "--nomodules-json")
   np.testing.assert_allclose(np.load(tmp_path / "raw.npy"), ref["mean"], rtol=0, atol=1e-4)
 
 

@@ -10,8 +10,7 @@ import time
 import chex
 import pytest
 
-from conftest import PROJECT_ROOT
-from test_cli import QUICKSTART, TINY
+from conftest import PROJECT_ROOT, QUICKSTART, TINY
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)

@@ -25,8 +25,8 @@ from hsvae_jax.errors import InputError
 from hsvae_jax.latents.topk_sae import topk_relu
 from hsvae_jax.models import SentenceVAE
 from hsvae_jax.models.encoders import EmbeddingEncoder
-from conftest import TINY_BERT_WORDS, tiny_bert_tensors, tiny_config, write_modules_json, write_tiny_bert
-from test_cli import QUICKSTART, TINY, error_line, hsvae
+from conftest import QUICKSTART, TINY, TINY_BERT_WORDS, error_line, tiny_bert_tensors, tiny_config
+from conftest import write_modules_json, write_tiny_bert
 
 
 def test_topk_relu_keeps_the_k_largest_entries_and_their_gradient():
@@ -150,8 +150,8 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(tmp_path, la
     (["--config.model.encoder=transformer", "--config.model.encoder_path=/tmp", "--config.model.pooling=max"],
      "model.pooling='max': must be one of mean, cls"),
 ])
-def test_bad_encoder_settings_exit_2(tmp_path, overrides, message):
-  result = hsvae("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, *overrides, expect=2)
+def test_bad_encoder_settings_exit_2(hsvae_in_process, tmp_path, overrides, message):
+  result = hsvae_in_process("train", "--config", QUICKSTART, "--workdir", tmp_path / "w", *TINY, *overrides, expect=2)
   assert message in error_line(result)
   assert not (tmp_path / "w").exists()
 
@@ -186,12 +186,12 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   assert api.load(str(tmp_path / "run")).encode(sentences).codes.shape == (3, 8)
 
 
-def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(tmp_path):
+def test_topk_sae_over_a_frozen_transformer_trains_and_evaluates_from_the_cli(hsvae_in_process, tmp_path):
   model_dir = write_tiny_bert(tmp_path / "bert", tiny_bert_tensors())
   workdir = tmp_path / "run"
-  hsvae("train", "--config", QUICKSTART, "--workdir", workdir, *TINY, "--config.model.encoder=transformer",
-        f"--config.model.encoder_path={model_dir}", "--config.model.decoder=embedding",
-        "--config.model.latent=topk_sae", "--config.model.topk_k=3")
+  hsvae_in_process("train", "--config", QUICKSTART, "--workdir", workdir, *TINY, "--config.model.encoder=transformer",
+                   f"--config.model.encoder_path={model_dir}", "--config.model.decoder=embedding",
+                   "--config.model.latent=topk_sae", "--config.model.topk_k=3")
   assert sorted(os.listdir(workdir / layout.EMBEDDINGS_DIR)) == ["train.json", "train.npy", "valid.json", "valid.npy"]
-  result = json.loads(hsvae("evaluate", "--workdir", workdir, "--split", "test", "--probe").stdout)
+  result = json.loads(hsvae_in_process("evaluate", "--workdir", workdir, "--split", "test", "--probe").stdout)
   assert result["latent"] == "topk_sae" and result["active_dims"] <= 3 and 0 <= result["probe_accuracy"] <= 1

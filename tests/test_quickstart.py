@@ -3,23 +3,15 @@
 import pytest
 
 from hsvae_jax import evaluate
-from hsvae_jax import train
 from conftest import load_config_file
 
-# One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
-pytestmark = pytest.mark.xdist_group(__name__)
+# One xdist worker takes this module and test_api (pyproject: --dist loadgroup): they share the HSVAE run.
+pytestmark = pytest.mark.xdist_group("quickstart")
 
 
 @pytest.fixture(scope="module")
-def quickstart_results(tmp_path_factory):
-  results = {}
-  for latent in ("hsvae", "gaussian"):
-    config = load_config_file("quickstart")
-    config.model.latent = latent
-    workdir = str(tmp_path_factory.mktemp(latent))
-    train.train_and_evaluate(config, workdir)
-    results[latent] = evaluate.evaluate(workdir, "test", probe=True)
-  return results
+def quickstart_results(quickstart_run):
+  return {latent: evaluate.evaluate(quickstart_run(latent), "test", probe=True) for latent in ("hsvae", "gaussian")}
 
 
 def test_hsvae_codes_are_sparse_adaptive_and_gaussian_codes_dense(quickstart_results):
