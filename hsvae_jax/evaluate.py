@@ -40,7 +40,7 @@ def eval_step(model: SentenceVAE, params, batch: dict, key: jax.Array, hparams: 
   terms, posterior, sample = objectives.per_example_terms(model, params, batch, key, hparams)
   codes = model.latent.codes(posterior)
   return terms | {"code": codes.code_BxZ, "mu": codes.mu_BxZ, "slab_prob": codes.slab_prob_BxZ,
-                  "z": sample.z_BxZ, "spike_slab_mean": model.latent.spike_slab_mean(posterior, sample)}
+                  "z": sample.z_BxZ, "spike_slab_mean": model.latent.spike_slab_mean(codes, sample)}
 
 
 def run_batches(trained: TrainedModel, token_ids: list[np.ndarray], features: dict[str, np.ndarray],

@@ -50,7 +50,7 @@ def test_a_family_gets_the_base_class_defaults():
   assert latent.extra_loss(posterior, sample, HP) == {}  # no terms beyond the KLs
   assert not latent.is_autoencoder
   # The spike-and-slab mean weights mu by E_q[slab]: here 1 where mu > 0, else 0.
-  np.testing.assert_array_equal(latent.spike_slab_mean(posterior, sample), jnp.where(MU > 0, MU, 0.0))
+  np.testing.assert_array_equal(latent.spike_slab_mean(latent.codes(posterior), sample), jnp.where(MU > 0, MU, 0.0))
   with pytest.raises(TypeError, match="abstract"):
     base.Latent()
 
@@ -84,7 +84,7 @@ def test_hsvae_spike_slab_mean_weights_mu_by_the_drawn_gamma_or_the_mean_field_s
     expected = codes.slab_prob_BxZ * codes.mu_BxZ
   else:
     expected = (1 - sample.gamma_BxZ) * codes.mu_BxZ
-  np.testing.assert_allclose(latent.spike_slab_mean(posterior, sample), expected, rtol=1e-6)
+  np.testing.assert_allclose(latent.spike_slab_mean(codes, sample), expected, rtol=1e-6)
 
 
 def test_samples_are_pytrees_under_jit_and_vmap_with_or_without_a_gamma():

@@ -78,9 +78,8 @@ class Latent(abc.ABC, Generic[PosteriorT, SampleT]):
     del posterior, sample, hparams
     return {}
 
-  def spike_slab_mean(self, posterior: PosteriorT, sample: SampleT) -> jax.Array:
-    """The original code's "spike-and-slab mean" [B, Z], one of evaluation's Hoyer variants: mu weighted by
-    the slab's probability, E_q[slab indicator] by default."""
+  def spike_slab_mean(self, codes: BatchCodes, sample: SampleT) -> jax.Array:
+    """The original code's "spike-and-slab mean" [B, Z], one of evaluation's Hoyer variants, from the batch's
+    codes: mu weighted by the slab's probability, E_q[slab indicator] by default."""
     del sample
-    codes = self.codes(posterior)
     return codes.slab_prob_BxZ * codes.mu_BxZ

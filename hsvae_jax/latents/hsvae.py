@@ -197,9 +197,9 @@ class HSVAELatent(base.Latent[HSVAEPosterior, HSVAESample]):
     q_z = self.posterior_z(posterior, 1 - self.slab_prob(posterior))
     return base.BatchCodes.where_slab(q_z.loc, q_z.slab_prob)
 
-  def spike_slab_mean(self, posterior: HSVAEPosterior, sample: HSVAESample) -> jax.Array:
+  def spike_slab_mean(self, codes: base.BatchCodes, sample: HSVAESample) -> jax.Array:
     """(1 - gamma) mu at the gamma drawn for z, as the original code has it; E_q[slab] mu for the mean-field
     gate, which draws no gamma."""
     if sample.gamma_BxZ is None:
-      return super().spike_slab_mean(posterior, sample)
-    return (1.0 - sample.gamma_BxZ) * self.codes(posterior).mu_BxZ
+      return super().spike_slab_mean(codes, sample)
+    return (1.0 - sample.gamma_BxZ) * codes.mu_BxZ
