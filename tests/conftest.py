@@ -77,9 +77,14 @@ def untrained(config):
   corpus = data.load_corpus(config.data)
   vocab = data.Vocabulary.build(corpus.sentences["train"], config.data.vocab_size)
   model = make_model(config.model, len(vocab))
-  # One program, as train.init_state runs it: op by op, the model's init takes seconds.
+  return corpus, vocab, model, fresh_state(model, config)
+
+
+def fresh_state(model, config) -> train.TrainState:
+  """model's freshly initialised train state, made by one program as train.init_state makes it: op by op,
+  the init takes seconds."""
   init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
-  return corpus, vocab, model, init(jax.random.key(0))
+  return init(jax.random.key(0))
 
 
 QUICKSTART = "quickstart"  # by name: the config shipped in the package

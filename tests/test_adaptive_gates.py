@@ -152,10 +152,10 @@ def test_evidence_analytic_kl_z_bounds_the_mc_estimate():
 
 
 def test_target_active_is_a_knob_a_sweep_turns(tmp_path):
-  """Trained on synthetic topics, codes use about the share of dims asked for, different dims per sentence."""
+  """Trained on synthetic topics, codes use about the share of dims asked for, different dims per sentence.
+  The tiny model and corpus: their evaluation program is the tiny runs' (measured shares 0.24 and 0.77, Jaccard
+  0.21, gate std 0.40; 0.22, 0.76, 0.19 and 0.37 with 16 dims and 2,000 sentences)."""
   config = tiny_config()
-  config.model.latent_dim = 16
-  config.data.synthetic.num_sentences = 2000
   config.train.num_steps = 300
   config.train.log_every = 100
   config.train.checkpoint_every = 300

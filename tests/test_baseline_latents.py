@@ -17,7 +17,7 @@ from hsvae_jax.latents.gaussian import GaussianPosterior
 from hsvae_jax.latents.matvae import MATVAESample, imq_kernel_discrepancy
 from hsvae_jax.latents.vsc import VSCPosterior
 from hsvae_jax.models import make_model
-from conftest import tiny_config
+from conftest import fresh_state, tiny_config
 
 HP = HParams(alpha=jnp.float32(4.0), beta=jnp.float32(1.0), z_reg_weight=jnp.float32(0.01),
              gamma_reg_weight=jnp.float32(0.01), temperature=jnp.float32(0.5))
@@ -137,7 +137,7 @@ def test_codes_are_exactly_zero_where_the_slab_is_not_likely():
 def test_tiny_sentence_vae_trains_with_each_baseline(latent):
   config = tiny_config(latent)
   model = make_model(config.model, vocab_size=11)
-  state = train.create_train_state(model, train.make_optimizer(config.train), jax.random.key(0))
+  state = fresh_state(model, config)
   batch = {"tokens": jnp.array([[5, 6, 7, 1, 0, 0], [4, 9, 3, 8, 2, 1], [3, 3, 1, 0, 0, 0], [10, 4, 6, 9, 1, 0]]),
            "lengths": jnp.array([4, 6, 3, 5])}
   hparams = HParams.from_config(config)

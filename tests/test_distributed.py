@@ -57,8 +57,9 @@ def four_devices(tmp_path_factory):
 # count move a parameter by up to a few 1e-6 after 8 steps (measured: max abs difference 3.3e-6).
 
 
-def test_batch_split_over_4_devices_trains_the_same_model(four_devices, tmp_path):
-  _finish([_start(tmp_path / "one", "--num_cpu_devices=4", "--config.mesh.data=1")])
+def test_batch_split_over_4_devices_trains_the_same_model(hsvae_in_process, four_devices, tmp_path):
+  # One device: the tiny model's own compiled programs (one device of four would compile its own).
+  hsvae_in_process("train", "--config", QUICKSTART, "--workdir", tmp_path / "one", *PARALLEL)
   # atol 1e-4: a gate decided at its threshold can flip under a reordered float sum and move a few weights.
   chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "one"), rtol=1e-4, atol=1e-4)
 
@@ -97,7 +98,8 @@ def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(tmp_path):
   assert logged == list(range(1, steps[0] + 3))
 
 
-# Per-device packing of the real tokens, checked in a fresh process with 4 fake devices: 8 sentences of
+# Per-device packing of the real tokens, checked in one fresh process with 4 fake devices for the axis types
+# it is given (argv): 8 sentences of
 # 10 tokens, 2 per device; half a device's 20 rows rounds up to a capacity of 16, which every device's
 # real rows (13, 7, 8 and 10) fit. The loss reads the shard count from its argument, not the mesh: on
 # Auto axes no mesh is set (Explicit axes need one set, for JAX's own sharding rules).
@@ -107,39 +109,45 @@ import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_num_cpu_devices", 4)
 from hsvae_jax.models import decoders
 
-mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType[sys.argv[1]],))
 keys = jax.random.split(jax.random.key(0), 3)
-states = jax.random.normal(keys[0], (80, 6))
 kernel = jax.random.normal(keys[1], (6, 12))
-tokens = jax.random.randint(keys[2], (8, 10), 0, 12)
-lengths = jnp.array([3, 10, 2, 5, 7, 1, 4, 6])
-split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-states, tokens, lengths = (jax.device_put(x, split) for x in (states, tokens, lengths))
+inputs = (jax.random.normal(keys[0], (80, 6)), jax.random.randint(keys[2], (8, 10), 0, 12),
+          jnp.array([3, 10, 2, 5, 7, 1, 4, 6]))
 
 def total(states, kernel, tokens, lengths, capacity):
   return decoders.sequence_nll(lambda x: x @ kernel, states, tokens, lengths, capacity, data_shards=4).sum()
 
 result = {}
-with jax.set_mesh(mesh) if sys.argv[1] == "Explicit" else contextlib.nullcontext():
-  for capacity in (1.0, 0.5):
-    step = jax.jit(jax.value_and_grad(functools.partial(total, capacity=capacity), (0, 1)))
-    hlo = step.lower(states, kernel, tokens, lengths).compile().as_text()
-    value, grads = step(states, kernel, tokens, lengths)
-    result[str(capacity)] = {
-        "value": float(value), "grads": [np.asarray(g).tolist() for g in grads],
-        "all_gathers": len(re.findall(r"all-gather[.0-9]* = ", hlo)),
-        "projected_rows": sorted({int(m) for m in re.findall(r"f32\\[(\\d+),12\\]\\S* dot\\(", hlo)})}
+for axis_type in sys.argv[1:]:
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType[axis_type],))
+  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  states, tokens, lengths = (jax.device_put(x, split) for x in inputs)
+  with jax.set_mesh(mesh) if axis_type == "Explicit" else contextlib.nullcontext():
+    for capacity in (1.0, 0.5):
+      step = jax.jit(jax.value_and_grad(functools.partial(total, capacity=capacity), (0, 1)))
+      hlo = step.lower(states, kernel, tokens, lengths).compile().as_text()
+      value, grads = step(states, kernel, tokens, lengths)
+      result.setdefault(axis_type, {})[str(capacity)] = {
+          "value": float(value), "grads": [np.asarray(g).tolist() for g in grads],
+          "all_gathers": len(re.findall(r"all-gather[.0-9]* = ", hlo)),
+          "projected_rows": sorted({int(m) for m in re.findall(r"f32\\[(\\d+),12\\]\\S* dot\\(", hlo)})}
 print(json.dumps(result))
 """
+AXIS_TYPES = ["Auto", "Explicit"]  # train.make_mesh's; jax.make_mesh's default
 
 
-@pytest.mark.parametrize("axis_type", ["Auto", "Explicit"])  # train.make_mesh's; jax.make_mesh's default
-def test_each_device_packs_its_own_real_tokens_for_the_vocabulary_projection(axis_type):
-  out = subprocess.run([sys.executable, "-c", PACKING_SCRIPT, axis_type], capture_output=True, text=True, env=ENV,
+@pytest.fixture(scope="module")
+def packing() -> dict:
+  """PACKING_SCRIPT's results for each axis type: one process (and one start of JAX) for both."""
+  out = subprocess.run([sys.executable, "-c", PACKING_SCRIPT, *AXIS_TYPES], capture_output=True, text=True, env=ENV,
                        timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
-  result = json.loads(out.stdout.splitlines()[-1])
-  every_row, packed = result["1.0"], result["0.5"]
+  return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("axis_type", AXIS_TYPES)
+def test_each_device_packs_its_own_real_tokens_for_the_vocabulary_projection(packing, axis_type):
+  every_row, packed = packing[axis_type]["1.0"], packing[axis_type]["0.5"]
   assert every_row["projected_rows"] == [20]  # each device projects its own 20 rows
   assert packed["projected_rows"] == [16, 20]  # 16 packed rows; the fallback's 20, for batches that overflow
   assert packed["all_gathers"] == every_row["all_gathers"] == 0  # no device reads another's states

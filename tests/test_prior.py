@@ -16,6 +16,10 @@ from scipy import stats
 from hsvae_jax.prior import HierarchicalSpikeSlab
 from hsvae_jax.prior import SpikeAndSlab
 
+# One xdist worker takes the whole module (pyproject: --dist loadgroup): run op by op, its tests compile the
+# same small programs, once a process.
+pytestmark = pytest.mark.xdist_group(__name__)
+
 _EPS = 1e-5  # SpikeAndSlab's default guard
 
 # The paper's prior, whose large draws several tests share.

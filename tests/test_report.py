@@ -8,28 +8,26 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from hsvae_jax import api
 from hsvae_jax import data
-from hsvae_jax import default_config
 from hsvae_jax import evaluate
-from hsvae_jax import probes
 from hsvae_jax import report
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
 
-# One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
-pytestmark = pytest.mark.xdist_group(__name__)
+# One xdist worker takes this module, test_quickstart and test_api (pyproject: --dist loadgroup): its HSVAE
+# is the quickstart's run.
+pytestmark = pytest.mark.xdist_group("quickstart")
 
 # Every test sentence of the folder corpus starts with it: the page must show it escaped, never raw.
 MARKUP = '<b>&"x"'
 
 
 def write_folder_corpus(folder) -> None:
-  """A 'dir' corpus with labels, cut from the synthetic one; its test sentences hold markup."""
-  corpus = data.make_synthetic_corpus(tiny_config().data.synthetic, seed=1)
+  """The tiny config's synthetic corpus as a labelled 'dir' corpus (its vocabulary, hence the tiny runs'
+  compiled programs); its test sentences hold markup."""
+  corpus = data.load_corpus(tiny_config().data)
   folder.mkdir()
-  for split in ("train", "test"):
-    sentences = corpus.sentences[split]
+  for split, sentences in corpus.sentences.items():
     if split == "test":
       sentences = [f"{MARKUP} {sentence}" for sentence in sentences]
     (folder / f"{split}.txt").write_text("".join(f"{s}\n" for s in sentences))
@@ -37,32 +35,19 @@ def write_folder_corpus(folder) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdirs(tmp_path_factory):
-  """A synthetic-corpus HSVAE with probe numbers, and a folder-corpus Gaussian VAE without."""
+def workdirs(quickstart_run, tmp_path_factory):
+  """The quickstart's HSVAE (used dims for the page to show) with probe numbers, and a folder-corpus Gaussian
+  VAE without."""
+  hsvae = quickstart_run("hsvae")
+  evaluate.evaluate(hsvae, "test", probe=True)
   root = tmp_path_factory.mktemp("report")
-  hsvae, gaussian = str(root / "hsvae"), str(root / "gaussian")
-  # The paper's model: in 6 steps the default recipe's gates (target 0.25 of 8 dims) may all stay shut,
-  # and the page needs used dims to show.
-  train.train_and_evaluate(default_config.use_paper_model(tiny_config()), hsvae)
-  evaluate.evaluate(hsvae, "test")
   write_folder_corpus(root / "tiny")
   config = tiny_config("gaussian")
   config.data.name = "dir"
   config.data.dir = str(root / "tiny")
+  gaussian = str(root / "gaussian")
   train.train_and_evaluate(config, gaussian)
   evaluate.evaluate(gaussian, "test")
-
-  # What `hsvae evaluate --probe` adds to eval_test.json.
-  corpus = data.load_corpus(tiny_config().data)
-  codes = {split: api.load(hsvae).encode(corpus.sentences[split]) for split in ("train", "test")}
-  path = os.path.join(hsvae, "eval_test.json")
-  with open(path) as f:
-    result = json.load(f)
-  result |= probes.probe_metrics(
-      codes["train"].codes, corpus.labels["train"], codes["test"].codes, corpus.labels["test"],
-      codes["train"].mu, codes["test"].mu, eval_split="test")
-  with open(path, "w") as f:
-    json.dump(result, f)
   return hsvae, gaussian
 
 
@@ -96,7 +81,7 @@ def test_table_rows_hold_each_workdirs_numbers(workdirs, written):
   rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
   assert [row["workdir"] for row in rows] == list(workdirs)
   assert [(row["corpus"], row["model"], row["latent_dim"], row["split"]) for row in rows] == [
-      ("synthetic", "hsvae", "8", "test"), ("dir:tiny", "gaussian", "8", "test")]
+      ("synthetic", "hsvae", "32", "test"), ("dir:tiny", "gaussian", "8", "test")]
   for workdir, row in zip(workdirs, rows):
     with open(os.path.join(workdir, "eval_test.json")) as f:
       result = json.load(f)

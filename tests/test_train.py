@@ -21,21 +21,22 @@ from hsvae_jax import workdir as layout
 from hsvae_jax.errors import InputError
 from hsvae_jax.hparams import HParams
 from hsvae_jax.models import make_model
-from conftest import load_config_file, tiny_config, untrained
+from conftest import load_config_file, tiny_config
 
 
-def _state_and_batches(config):
-  corpus, vocab, _, state = untrained(config)
-  token_ids = vocab.encode_all(corpus.sentences["train"], config.data.max_length)
-  batches = iter(data.train_dataset(token_ids, config.train.batch_size, 0, config.data.length_buckets))
-  return state, batches
+def _state_and_batches(config, workdir):
+  """A fresh state and the run's batches, on its mesh as train_loop places them: train_step is then the
+  program that training compiles (another placement of the same arrays compiles another)."""
+  run = train.prepare_run(config, str(workdir))
+  on_mesh = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec("data"))
+  return train.init_state(run), (jax.device_put(batch, on_mesh) for batch in run.batches)
 
 
-def test_step_compiles_at_most_once_per_length_bucket():
+def test_step_compiles_at_most_once_per_length_bucket(tmp_path):
   # Tracing does not depend on the latent family; the Gaussian VAE's step compiles 3x faster than HSVAE's.
   config = tiny_config("gaussian")
   config.train.batch_size = 2  # small batches so that every bucket turns up
-  state, batches = _state_and_batches(config)
+  state, batches = _state_and_batches(config, tmp_path)
   step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=len(config.data.length_buckets)),
                  donate_argnums=0)
   hparams = HParams.from_config(config)
@@ -48,9 +49,9 @@ def test_step_compiles_at_most_once_per_length_bucket():
   assert int(state.step) == 40
 
 
-def test_non_finite_update_is_skipped_and_counted():
+def test_non_finite_update_is_skipped_and_counted(tmp_path):
   config = tiny_config()
-  state, batches = _state_and_batches(config)
+  state, batches = _state_and_batches(config, tmp_path)
   batch = next(batches)
   hparams = HParams.from_config(config)
   state, _ = train.train_step(state, batch, jax.random.key(1), hparams)

@@ -129,20 +129,23 @@ def test_a_refused_run_leaves_no_workdir_behind(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def _dir_corpus(folder, sentences: list[str]) -> str:
+def _dir_corpus(folder, splits: dict[str, list[str]]) -> str:
   folder.mkdir(parents=True, exist_ok=True)
-  (folder / "train.txt").write_text("\n".join(sentences) + "\n")
+  for split, sentences in splits.items():
+    (folder / f"{split}.txt").write_text("\n".join(sentences) + "\n")
   return str(folder)
 
 
 def test_resuming_on_changed_training_data_is_refused(tmp_path):
-  sentences = data.load_corpus(tiny_config().data).sentences["train"]
+  # The synthetic corpus's splits as files: its vocabulary, hence the tiny runs' compiled programs.
+  splits = data.load_corpus(tiny_config().data).sentences
   config = tiny_config()
   config.train.num_steps = 3
-  config.data.name, config.data.dir = "dir", _dir_corpus(tmp_path / "corpus", sentences)
+  config.data.name, config.data.dir = "dir", _dir_corpus(tmp_path / "corpus", splits)
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
-  _dir_corpus(tmp_path / "corpus", sentences[::-1])  # the same file name and config, other data
+  # The same file names and config, other training data.
+  _dir_corpus(tmp_path / "corpus", splits | {"train": splits["train"][::-1]})
   config.train.num_steps = 6
   with pytest.raises(InputError, match=r"trained on another training split \(\d+ sentences"):
     train.train_and_evaluate(config, workdir)
@@ -170,12 +173,12 @@ def test_sigint_saves_a_checkpoint_and_the_run_resumes_bit_identically(straight,
 
 def test_divergence_finishes_the_pending_save_and_names_the_last_good_checkpoint(tmp_path):
   config = tiny_config()
-  config.train.checkpoint_every, config.train.log_every, config.train.max_consecutive_skips = 2, 2, 2
+  config.train.checkpoint_every, config.train.log_every = 2, 2  # no finite loss in steps 3-4: diverged at 4
   workdir = str(tmp_path / "run")
 
   def poisoned_after_2(state, batch, key, hparams, data_shards):
     nan = hparams.replace(z_reg_weight=jnp.float32(jnp.nan))
-    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan, data_shards)
+    return train.train_step(state, batch, key, hparams if int(state.step) < 2 else nan, data_shards=data_shards)
 
   run = train.prepare_run(config, workdir)
   layout.write_run(workdir, config, run.vocab, run.fingerprint)
