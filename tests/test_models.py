@@ -1,6 +1,8 @@
 """The sentence VAE's parts: encoders and decoders composed with a latent family, each decoder's NLL against a
 hand computation, the GRUs, the vocabulary projection and its packing, parameter names, config refusals."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -28,7 +30,14 @@ EMBEDDING = jnp.array([[0.5, -1.0, 2.0], [0.1, 0.3, -0.2]])
 
 
 def _params(model=MODEL, batch=None):
-  return model.init(jax.random.key(0), batch or BATCH, jax.random.key(1), jnp.float32(0.5))["params"]
+  """By one program: op by op, the init's Beta sample alone takes seconds."""
+  return jax.jit(model.init)(jax.random.key(0), batch or BATCH, jax.random.key(1), jnp.float32(0.5))["params"]
+
+
+@functools.cache
+def _model_params():
+  """MODEL's parameters, made once for the tests that only read them."""
+  return _params()
 
 
 def _project(model, params, states_NxH):
@@ -36,11 +45,14 @@ def _project(model, params, states_NxH):
 
 
 def test_shapes_and_shared_embedding():
-  params = _params()
-  terms, posterior, sample = MODEL.apply({"params": params}, BATCH, jax.random.key(2), jnp.float32(0.5))
-  states = MODEL.apply({"params": params}, BATCH, sample.z_BxZ, method=SentenceVAE.decode)
+  params = _model_params()
+  # Shapes only: tracing is enough.
+  terms, posterior, sample = jax.eval_shape(
+      lambda: MODEL.apply({"params": params}, BATCH, jax.random.key(2), jnp.float32(0.5)))
+  states = jax.eval_shape(lambda z: MODEL.apply({"params": params}, BATCH, z, method=SentenceVAE.decode),
+                          sample.z_BxZ)
   assert states.shape == (2 * 6, 8)  # batch-major, flat
-  assert _project(MODEL, params, states).shape == (6 * 2, 11)
+  assert jax.eval_shape(lambda s: _project(MODEL, params, s), states).shape == (6 * 2, 11)
   assert set(terms) == {"rec_nll"} and terms["rec_nll"].shape == (2,)
   assert posterior.a_BxZ.shape == posterior.mu_BxZ.shape == (2, 4)
   assert sample.z_BxZ.shape == (2, 4)
@@ -48,7 +60,7 @@ def test_shapes_and_shared_embedding():
 
 
 def test_encoder_reads_the_state_at_the_last_real_token():
-  params = _params()
+  params = _model_params()
   encode = lambda t: MODEL.apply({"params": params}, {"tokens": t, "lengths": LENGTHS}, method=SentenceVAE.encode)
   longer = jnp.concatenate([TOKENS, jnp.zeros((2, 3), TOKENS.dtype)], axis=1)
   altered_padding = TOKENS.at[0, 4:].set(9)  # what follows the last real token must not matter
@@ -59,7 +71,7 @@ def test_encoder_reads_the_state_at_the_last_real_token():
 
 
 def test_decoder_is_teacher_forced_and_causal():
-  params = _params()
+  params = _model_params()
   z = jax.random.normal(jax.random.key(3), (2, 4))
   def decode(tokens, z):
     states = MODEL.apply({"params": params}, {"tokens": tokens}, z, method=SentenceVAE.decode)
@@ -91,8 +103,8 @@ def test_folded_bias_dense_equals_dense_in_value_and_gradient():
 
 def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
   bf16_model = MODEL.clone(encoder=GRUEncoder(8, jnp.bfloat16), likelihood=MODEL.likelihood.clone(dtype=jnp.bfloat16))
-  params = _params()
-  bf16_params = _params(bf16_model)
+  params = _model_params()
+  bf16_params = jax.eval_shape(lambda: _params(bf16_model))  # dtypes only: tracing is enough
   assert {leaf.dtype for leaf in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
   z = jax.random.normal(jax.random.key(3), (2, 4))
 
@@ -101,8 +113,9 @@ def test_bfloat16_matmuls_keep_float32_parameters_and_track_the_float32_model():
     logits = _project(model, params, states)
     return decoders.sequence_nll(lambda x: x, logits, TOKENS, LENGTHS).sum(), logits
 
-  (nll32, logits32), grads32 = jax.value_and_grad(nll, 1, has_aux=True)(MODEL, params)
-  (nll16, logits16), grads16 = jax.value_and_grad(nll, 1, has_aux=True)(bf16_model, params)
+  nll_and_grad = jax.jit(jax.value_and_grad(nll, 1, has_aux=True), static_argnums=0)
+  (nll32, logits32), grads32 = nll_and_grad(MODEL, params)
+  (nll16, logits16), grads16 = nll_and_grad(bf16_model, params)
   assert logits16.dtype == jnp.bfloat16 and nll16.dtype == jnp.float32
   # bfloat16 keeps 8 bits of mantissa: agreement to about 1%, not to float32's 1e-6.
   np.testing.assert_allclose(logits16.astype(jnp.float32), logits32, rtol=0.03, atol=0.03)
@@ -212,7 +225,7 @@ def test_embedding_decoders_nll_is_the_gaussian_density_and_an_autoencoders_is_s
 
 def test_encoders_read_the_decoders_word_embedding_or_take_its_bias_off_the_frozen_embedding():
   # GRU encoder: the GRU over the decoder's embedding of the words, read at the last real token.
-  params = _params()
+  params = _model_params()
   h_LxBxH = GRU(8).apply({"params": params["encoder"]}, params["embed"]["embedding"][TOKENS])
   h_BxH = h_LxBxH[LENGTHS - 1, jnp.arange(2)]
   mu = MODEL.apply({"params": params}, BATCH, method=SentenceVAE.encode).mu_BxZ

@@ -1,5 +1,8 @@
 """KL estimators against brute force, and HSVAE's codes and gamma sample."""
 
+import functools
+import math
+
 import distrax
 import jax
 import jax.numpy as jnp
@@ -23,16 +26,25 @@ POSTERIOR = HSVAEPosterior(  # three dimensions: mostly slab, undecided, mostly 
 )
 
 
-def _mc_kl_draws(latent, n: int) -> np.ndarray:
-  """n independent one-sample KL_z estimates, each for a fresh (gamma, z) from the posterior."""
+@functools.cache
+def _hsvae_mc_kl_draws() -> np.ndarray:
+  """40,000 independent one-sample KL_z estimates of HSVAE's mc estimator, each for a fresh (gamma, z) from the
+  posterior. Made once: two tests read them, and compiling the Beta sampler takes seconds."""
+  latent = HSVAELatent(latent_dim=3, kl_z="mc")
+
   def one(key):
     sample = latent.sample(POSTERIOR, key, HP.temperature)
     return latent.kl(POSTERIOR, sample, HP)[0][0]
-  return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n)))
+  return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), 40_000)))
+
+
+def _normal_pdf(z: float, loc: float, scale: float) -> float:
+  """scipy.stats.norm.pdf at one point without its per-call overhead: quad calls it some 10^5 times."""
+  return math.exp(-0.5 * ((z - loc) / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
 
 
 def _mixture_pdf(z, spike_prob, loc, scale, spike_scale=0.05):
-  return spike_prob * scipy.stats.norm.pdf(z, 0, spike_scale) + (1 - spike_prob) * scipy.stats.norm.pdf(z, loc, scale)
+  return spike_prob * _normal_pdf(z, 0, spike_scale) + (1 - spike_prob) * _normal_pdf(z, loc, scale)
 
 
 def _quadrature_kl(gamma, mu, sigma):
@@ -40,13 +52,13 @@ def _quadrature_kl(gamma, mu, sigma):
   def integrand(z):
     q = _mixture_pdf(z, gamma, mu, sigma)
     p = _mixture_pdf(z, gamma, 0.0, 1.0)
-    return q * (np.log(q) - np.log(p)) if q > 0 else 0.0
+    return q * (math.log(q) - math.log(p)) if q > 0 else 0.0
   points = sorted({0.0, float(mu)})
   return scipy.integrate.quad(integrand, -12, 12, points=points, limit=200)[0]
 
 
 def test_hsvae_mc_kl_is_unbiased_for_the_expected_mixture_kl():
-  draws = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 40_000)
+  draws = _hsvae_mc_kl_draws()
   brute = 0.0
   for d in range(3):
     a, b = float(POSTERIOR.a_BxZ[0, d]), float(POSTERIOR.b_BxZ[0, d])
@@ -71,13 +83,13 @@ def test_hsvae_analytic_kl_matches_indicator_brute_force_and_bounds_mc():
     log_ratio = scipy.stats.norm.logpdf(z, mu, sigma) - scipy.stats.norm.logpdf(z, 0.0, 1.0)
     total += log_ratio.sum() / slab.size
   assert analytic == pytest.approx(total, rel=0.02)
-  mc_mean = _mc_kl_draws(HSVAELatent(latent_dim=3, kl_z="mc"), 20_000).mean()
+  mc_mean = _hsvae_mc_kl_draws().mean()
   assert analytic > mc_mean  # conditioning on the indicator can only add information
 
 
 def test_hsvae_kl_gamma_is_closed_form_beta_kl():
-  latent = HSVAELatent(latent_dim=3)
-  _, kl_gamma = latent.kl(POSTERIOR, latent.sample(POSTERIOR, jax.random.key(0), HP.temperature), HP)
+  # KL_gamma is the same whichever estimator KL_z takes; the analytic one reads no sample.
+  _, kl_gamma = HSVAELatent(latent_dim=3, kl_z="analytic").kl(POSTERIOR, None, HP)
   a, b = np.asarray(POSTERIOR.a_BxZ[0]), np.asarray(POSTERIOR.b_BxZ[0])
   grid = np.linspace(1e-6, 1 - 1e-6, 400_001)
   brute = 0.0
@@ -93,7 +105,8 @@ def test_gaussian_mc_and_analytic_agree():
   analytic = float(GaussianLatent(latent_dim=3, kl_z="analytic").kl(posterior, None, HP)[0][0])
   latent = GaussianLatent(latent_dim=3, kl_z="mc")
   keys = jax.random.split(jax.random.key(0), 50_000)
-  draws = jax.vmap(lambda k: latent.kl(posterior, latent.sample(posterior, k, HP.temperature), HP)[0][0])(keys)
+  one_draw = lambda k: latent.kl(posterior, latent.sample(posterior, k, HP.temperature), HP)[0][0]
+  draws = jax.jit(jax.vmap(one_draw))(keys)
   assert float(draws.mean()) == pytest.approx(analytic, abs=4 * float(draws.std()) / np.sqrt(50_000))
   expected = sum(float(distrax.Normal(m, s).kl_divergence(distrax.Normal(0.0, 1.0)))
                  for m, s in zip(posterior.mu_BxZ[0], posterior.sigma_BxZ[0]))
@@ -116,7 +129,8 @@ def test_hsvae_gamma_sample_has_the_reparameterisation_gradient_of_the_beta_mean
     return latent.sample(POSTERIOR.replace(a_BxZ=a, b_BxZ=b), key, HP.temperature).gamma_BxZ[0]
 
   keys = jax.random.split(jax.random.key(3), 20_000)
-  per_dim = lambda f: jax.vmap(jax.jacfwd(f, (0, 1)), (None, None, 0))(POSTERIOR.a_BxZ, POSTERIOR.b_BxZ, keys)
+  per_dim = lambda f: jax.jit(jax.vmap(jax.jacfwd(f, (0, 1)), (None, None, 0)))(
+      POSTERIOR.a_BxZ, POSTERIOR.b_BxZ, keys)
   grad_a, grad_b = (np.diagonal(np.asarray(g).mean(0)[:, 0], axis1=0, axis2=1) for g in per_dim(mean_gamma))
   a, b = np.asarray(POSTERIOR.a_BxZ[0]), np.asarray(POSTERIOR.b_BxZ[0])
   np.testing.assert_allclose(grad_a, b / (a + b) ** 2, rtol=0.05)
