@@ -154,7 +154,8 @@ def test_sequence_nll_sums_real_tokens_only():
 
 @pytest.mark.parametrize("lengths", [(3, 9, 1, 12, 5, 2), (12, 12, 11, 12, 12, 10)], ids=["fit", "overflow"])
 def test_sequence_nll_on_real_rows_only_has_the_every_row_value_and_gradient(lengths):
-  """A capacity of half the 6 x 12 rows (40 after rounding up): the first batch's 32 real rows fit, the second's 69 do not."""
+  """A capacity of half the 6 x 12 rows (40 after rounding up): the first batch's 32 real rows fit, the second's
+  69 do not."""
   batch, length, hidden, vocab = 6, 12, 7, 9
   keys = jax.random.split(jax.random.key(0), 3)
   states_BLxH = jax.random.normal(keys[0], (batch * length, hidden))
