@@ -12,8 +12,8 @@ from hsvae_jax import data
 from hsvae_jax import evaluate
 from hsvae_jax.errors import InputError
 
-# One xdist worker takes this module and test_quickstart (pyproject: --dist loadgroup): they share the run.
-pytestmark = pytest.mark.xdist_group("quickstart")
+# One xdist worker takes this module whole: its tests share the loaded model's compiled programs.
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

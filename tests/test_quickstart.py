@@ -5,8 +5,8 @@ import pytest
 from hsvae_jax import evaluate
 from conftest import load_config_file
 
-# One xdist worker takes this module and test_api (pyproject: --dist loadgroup): they share the HSVAE run.
-pytestmark = pytest.mark.xdist_group("quickstart")
+# One xdist worker takes this module whole: its tests share the evaluations.
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

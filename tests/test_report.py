@@ -14,9 +14,8 @@ from hsvae_jax import report
 from hsvae_jax import train
 from hsvae_jax.errors import InputError
 
-# One xdist worker takes this module, test_quickstart and test_api (pyproject: --dist loadgroup): its HSVAE
-# is the quickstart's run.
-pytestmark = pytest.mark.xdist_group("quickstart")
+# One xdist worker takes this module whole: its tests share the trained runs.
+pytestmark = pytest.mark.xdist_group(__name__)
 
 # Every test sentence of the folder corpus starts with it: the page must show it escaped, never raw.
 MARKUP = '<b>&"x"'
