@@ -9,11 +9,7 @@ import shutil
 import subprocess
 import sys
 
-# Set before jax starts its backend. Test programs are tiny, so LLVM's optimisation passes cost more than
-# running the programs: compiling at -O0 takes about a quarter off a run with an empty compilation cache.
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-
-from absl import flags  # noqa: E402 (after XLA_FLAGS)
+from absl import flags
 import filelock
 import jax
 import numpy as np
