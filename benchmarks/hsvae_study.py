@@ -50,7 +50,12 @@ VARIANTS = {
     "mean_field_long": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
                          "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 2400},
                         "the mean-field recipe for 4x the steps (2400), its sparsity terms rising over the first 1000."),
+    "mean_field_9600": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
+                         "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 9600},
+                        "mean_field_long for 16x the replication's steps (9600): does the gap keep closing with "
+                        "budget?"),
 }
+CHECKPOINT_EVERY = 400
 # How an override reads in a workdir's name.
 SHORT_NAMES = {"hparams.gamma_reg_weight": "lambda", "train.num_steps": "steps", "model.gate": "gate",
                "hparams.usage_weight": "usage", "hparams.gate_entropy_weight": "entropy", "hparams.target_active": "target",
@@ -68,14 +73,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--split", default="test", choices=("valid", "test"), help="tune on valid, report test once")
   parser.add_argument("--latents", nargs="+", default=("gaussian", "hsvae"), choices=("gaussian", "hsvae"),
                       help="leave out gaussian to reuse the replication's reported numbers instead of rerunning it")
+  parser.add_argument("--section", help="the section of OUTPUT/results.md to write (default: "
+                      "hsvae-study-<dims>, -valid appended for the valid split)")
   return parser.parse_args(argv)
 
 
 def variant_config(args: argparse.Namespace, corpus: str, latent: str, overrides: dict):
   # The replication's budget flags at their defaults, so its runs are reused as they are.
   budget_args = replicate_paper.parse_args(["--data-root", args.data_root, "--workdir", args.workdir])
-  config = replicate_paper.run_config(budget_args, corpus, latent, args.latent_dim)
-  return budget.apply_overrides(config, overrides)
+  config = budget.apply_overrides(replicate_paper.run_config(budget_args, corpus, latent, args.latent_dim), overrides)
+  # Long runs may be stopped and resumed; checkpoints do not change what a run computes.
+  config.train.checkpoint_every = min(config.train.num_steps, CHECKPOINT_EVERY)
+  return config
 
 
 def workdir_for(args: argparse.Namespace, corpus: str, latent: str, overrides: dict) -> str:
@@ -115,7 +124,8 @@ def _target(latent_dim: int) -> str:
 def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> str:
   command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/hsvae_study.py", *argv])
   lines = [
-      f"## What moves HSVAE's codes at the replication's budget ({args.latent_dim} dims, {args.split} split)", "",
+      f"## What moves HSVAE's codes at the replication's budget ({args.latent_dim} dims, "
+      f"{', '.join(args.corpora)}, {args.split} split)", "",
       "Written by `benchmarks/hsvae_study.py`; the command:", "", f"    {command}", "",
       "Each variant changes the replication's config (its budget above) as listed. `gap` is the "
       "Gaussian VAE's probe accuracy minus HSVAE's, at the same number of steps. " + _target(args.latent_dim), "",
@@ -136,7 +146,7 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
           f"{hsvae['active_jaccard']:.2f} | "
           f"{reference} | {hsvae['train_s']:.0f} + {hsvae['eval_s']:.0f} |")
   path = os.path.join(args.output, replicate_paper.RESULTS_FILE)
-  section = f"hsvae-study-{args.latent_dim}" + ("-valid" if args.split == "valid" else "")
+  section = args.section or f"hsvae-study-{args.latent_dim}" + ("-valid" if args.split == "valid" else "")
   results_doc.write_section(path, section, "\n".join(lines))
   return path
 
