@@ -137,6 +137,8 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
   ]
   for corpus, by_variant in results.items():
     for name, runs in by_variant.items():
+      if "hsvae" not in runs:  # --latents gaussian: its runs are kept for a later table
+        continue
       hsvae, dense = runs["hsvae"], runs.get("gaussian")
       reference = (f"{dense['probe_accuracy']:.3f} | {(dense['probe_accuracy'] - hsvae['probe_accuracy']) * 100:+.1f} | "
                    f"{dense['probe_accuracy_n10']:.3f}" if dense else "not rerun: see the replication | | ")
