@@ -100,6 +100,17 @@ def quickstart_run(tmp_path_factory, worker_id):
   return run
 
 
+def write_dir_corpus(folder: pathlib.Path, sentences: dict[str, list[str]], labels: dict[str, list] | None = None
+                     ) -> str:
+  """A 'dir' corpus in folder: <split>.txt for each split, and <split>_class_label.txt where labels are given."""
+  folder.mkdir(parents=True, exist_ok=True)
+  for split, lines in sentences.items():
+    (folder / f"{split}.txt").write_text("".join(f"{s}\n" for s in lines))
+    if labels is not None:
+      (folder / f"{split}_class_label.txt").write_text("".join(f"{y}\n" for y in labels[split]))
+  return str(folder)
+
+
 def untrained(config):
   """The corpus, a vocabulary built from its train split, the model and its freshly initialised state."""
   corpus = data.load_corpus(config.data)

@@ -7,7 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, write_dir_corpus
 from hsvae_jax import data
 from hsvae_jax import evaluate
 from hsvae_jax import report
@@ -25,12 +25,8 @@ def write_folder_corpus(folder) -> None:
   """The tiny config's synthetic corpus as a labelled 'dir' corpus (its vocabulary, hence the tiny runs'
   compiled programs); its test sentences hold markup."""
   corpus = data.load_corpus(tiny_config().data)
-  folder.mkdir()
-  for split, sentences in corpus.sentences.items():
-    if split == "test":
-      sentences = [f"{MARKUP} {sentence}" for sentence in sentences]
-    (folder / f"{split}.txt").write_text("".join(f"{s}\n" for s in sentences))
-    (folder / f"{split}_class_label.txt").write_text("".join(f"{y}\n" for y in corpus.labels[split]))
+  marked_test = [f"{MARKUP} {sentence}" for sentence in corpus.sentences["test"]]
+  write_dir_corpus(folder, corpus.sentences | {"test": marked_test}, corpus.labels)
 
 
 @pytest.fixture(scope="module")

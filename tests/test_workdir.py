@@ -21,7 +21,7 @@ from hsvae_jax import train
 from hsvae_jax import workdir as layout
 from hsvae_jax.errors import Diverged, InputError, Interrupted
 from hsvae_jax.hparams import HParams
-from conftest import tiny_config
+from conftest import tiny_config, write_dir_corpus
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -129,23 +129,16 @@ def test_a_refused_run_leaves_no_workdir_behind(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def _dir_corpus(folder, splits: dict[str, list[str]]) -> str:
-  folder.mkdir(parents=True, exist_ok=True)
-  for split, sentences in splits.items():
-    (folder / f"{split}.txt").write_text("\n".join(sentences) + "\n")
-  return str(folder)
-
-
 def test_resuming_on_changed_training_data_is_refused(tmp_path):
   # The synthetic corpus's splits as files: its vocabulary, hence the tiny runs' compiled programs.
   splits = data.load_corpus(tiny_config().data).sentences
   config = tiny_config()
   config.train.num_steps = 3
-  config.data.name, config.data.dir = "dir", _dir_corpus(tmp_path / "corpus", splits)
+  config.data.name, config.data.dir = "dir", write_dir_corpus(tmp_path / "corpus", splits)
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
   # The same file names and config, other training data.
-  _dir_corpus(tmp_path / "corpus", splits | {"train": splits["train"][::-1]})
+  write_dir_corpus(tmp_path / "corpus", splits | {"train": splits["train"][::-1]})
   config.train.num_steps = 6
   with pytest.raises(InputError, match=r"trained on another training split \(\d+ sentences"):
     train.train_and_evaluate(config, workdir)
