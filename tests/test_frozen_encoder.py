@@ -161,7 +161,7 @@ def test_bad_encoder_settings_exit_2(hsvae_in_process, tmp_path, overrides, mess
 
 def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one_and_trains(tmp_path):
   model_dir = write_tiny_bert(tmp_path / "bert", tiny_bert_tensors())
-  config = tiny_config()
+  config = tiny_config("gaussian")
   config.model.encoder, config.model.encoder_path = "transformer", str(model_dir)
   config.model.freeze_encoder = False
   run = train.prepare_run(config, str(tmp_path / "run"))

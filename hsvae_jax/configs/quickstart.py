@@ -1,4 +1,4 @@
-"""Quickstart: a small HSVAE on the built-in synthetic topic corpus; trains in about a minute on 2 CPU cores.
+"""Quickstart: a small HSVAE on the built-in synthetic topic corpus; trains in about half a minute on 2 CPU cores.
 
 Run:
   hsvae train --config quickstart --workdir runs/quickstart
@@ -18,7 +18,7 @@ def get_config():
   config.model.latent_dim = 32
   config.model.embed_dim = 64
   config.model.hidden_dim = 128
-  config.train.num_steps = 1_000
+  config.train.num_steps = 500
   config.train.batch_size = 64
   config.train.log_every = 50
   config.train.eval_every = 250
