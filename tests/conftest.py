@@ -12,8 +12,10 @@ import sys
 # The suite compiles hundreds of programs that each run for milliseconds: XLA's optimisation level 1 and its
 # older fusion code generator compile them a quarter to a third faster, and the runs the tests train take
 # as long (benchmarks/README.md). Set before JAX starts its CPU backend, here and in the CLI runs started.
-os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1",
-                                    "--xla_cpu_use_fusion_emitters=false"]).strip()
+# xdist workers inherit the flags from the controller and load this file again: each flag is added once.
+os.environ["XLA_FLAGS"] = " ".join(dict.fromkeys([*os.environ.get("XLA_FLAGS", "").split(),
+                                                  "--xla_backend_optimization_level=1",
+                                                  "--xla_cpu_use_fusion_emitters=false"]))
 
 from absl import flags
 import filelock
