@@ -151,6 +151,7 @@ def test_evidence_analytic_kl_z_bounds_the_mc_estimate():
   assert analytic_draws.mean() >= mc_draws.mean() - 3 * mc_draws.std() / np.sqrt(mc_draws.size)
 
 
+@pytest.mark.xdist_group("tiny_sweep")  # test_sweep's program: see there
 def test_target_active_is_a_knob_a_sweep_turns(tmp_path):
   """Trained on synthetic topics, codes use about the share of dims asked for, different dims per sentence.
   The tiny model and corpus: their evaluation program is the tiny runs' (measured shares 0.24 and 0.77, Jaccard

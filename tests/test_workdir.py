@@ -96,14 +96,16 @@ def test_a_checkpoint_with_the_learning_rate_in_the_optimiser_state_is_refused_a
     tmp_path, monkeypatch):
   """Checkpoints from before HParams.learning_rate kept it in optax's inject_hyperparams state."""
   config = tiny_config()
-  config.train.num_steps = 3
   workdir = str(tmp_path / "old")
   old_layout = lambda train_config: optax.apply_if_finite(
       optax.inject_hyperparams(optax.adam)(learning_rate=train_config.learning_rate), 10)
-  with monkeypatch.context() as patched:
+  with monkeypatch.context() as patched:  # an old run's step-3 checkpoint, as train_loop saves it
     patched.setattr(train, "make_optimizer", old_layout)
-    train.train_and_evaluate(config, workdir)
-  config.train.num_steps = 6
+    run = train.prepare_run(config, workdir)
+    layout.write_run(workdir, config, run.vocab, run.fingerprint)
+    state = train.init_state(run)
+  with layout.checkpoint_manager(workdir) as mngr:
+    layout.save_checkpoint(mngr, state.replace(step=jnp.full_like(state.step, 3)), run.batches)
   with pytest.raises(InputError, match=r"no checkpoint in .*checkpoints restores \(the oldest, step 3: "):
     train.train_and_evaluate(config, workdir)
   evaluate.load_trained(workdir)  # evaluate and encode read the parameters only
