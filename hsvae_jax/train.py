@@ -46,7 +46,14 @@ class TrainState(flax.struct.PyTreeNode):
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adam's direction, skipping non-finite updates; train_step scales it by -hparams.learning_rate."""
-  return optax.apply_if_finite(optax.scale_by_adam(), max_consecutive_errors=train_config.max_consecutive_skips)
+  return _adam_skipping_non_finite(train_config.max_consecutive_skips)
+
+
+# One object per setting: the optimizer is static in the train state, so a later run of the same model in
+# this process (a notebook, a test) finds train_step traced and compiled already.
+@functools.cache
+def _adam_skipping_non_finite(max_consecutive_skips: int) -> optax.GradientTransformation:
+  return optax.apply_if_finite(optax.scale_by_adam(), max_consecutive_errors=max_consecutive_skips)
 
 
 def create_train_state(model: SentenceVAE, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -159,12 +166,19 @@ def init_state(run: Run) -> TrainState:
   """Parameters initialised from the config's seed, replicated over the mesh."""
   init_key = jax.random.split(jax.random.key(run.config.seed))[0]
   replicated = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
-  state = jax.jit(functools.partial(create_train_state, run.model, run.tx), out_shardings=replicated)(init_key)
+  state = initializer(run.model, run.tx, replicated)(init_key)
   if not isinstance(run.model.encoder, TransformerEncoder):
     return state
   # A fine-tuned transformer starts from its checkpoint (Adam's moments are zeros either way).
   pretrained = bert.load_pretrained(run.config.model.encoder_path).params["params"]
   return state.replace(params=state.params | {"encoder": jax.device_put(pretrained, replicated)})
+
+
+@functools.cache
+def initializer(model: SentenceVAE, tx: optax.GradientTransformation,
+                sharding: jax.sharding.Sharding | None = None) -> Callable[[jax.Array], TrainState]:
+  """create_train_state compiled for model and tx: one program, not op by op; cached like the optimizer."""
+  return jax.jit(functools.partial(create_train_state, model, tx), out_shardings=sharding)
 
 
 def base_key(config: ml_collections.ConfigDict) -> jax.Array:

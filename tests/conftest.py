@@ -128,10 +128,8 @@ def untrained(config):
 
 
 def fresh_state(model, config) -> train.TrainState:
-  """model's freshly initialised train state, made by one program as train.init_state makes it: op by op,
-  the init takes seconds."""
-  init = jax.jit(functools.partial(train.create_train_state, model, train.make_optimizer(config.train)))
-  return init(jax.random.key(0))
+  """model's freshly initialised train state, made by train.init_state's program."""
+  return train.initializer(model, train.make_optimizer(config.train))(jax.random.key(0))
 
 
 QUICKSTART = "quickstart"  # by name: the config shipped in the package
@@ -158,29 +156,34 @@ def hsvae(*args, expect: int = 0) -> subprocess.CompletedProcess:
   return _exited(result, expect)
 
 
-@pytest.fixture
-def hsvae_in_process(monkeypatch, capsys):
-  """hsvae, but run in this process: no interpreter and JAX to start, and this process's compiled programs
-  reused. cli.run parses sys.argv into absl's global flags, so each call starts from their defaults, without
-  the --config.KEY flags that the last call's config defined. JAX is started here already, so `train` skips
-  distributed.initialize (which must come first in a process; the subprocess tests run it)."""
+def cli_in_process(monkeypatch: pytest.MonkeyPatch, *args) -> int:
+  """Runs `hsvae ARGS` in this process and returns its exit code: no interpreter and JAX to start, and this
+  process's compiled programs reused. cli.run parses sys.argv into absl's global flags, so each call starts
+  from their defaults, without the --config.KEY flags that the last call's config defined. JAX is started
+  here already, so `train` skips distributed.initialize (which must come first in a process; the
+  subprocess tests run it)."""
   monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")  # what cli.run would set in os.environ for good
   monkeypatch.setattr(distributed, "initialize", lambda *args: None)
+  flags.FLAGS.unparse_flags()
+  for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+    delattr(flags.FLAGS, name)
+  monkeypatch.setattr(sys, "argv", ["hsvae", *map(str, args)])
+  try:
+    cli.run()
+    return 0
+  except SystemExit as stop:
+    return stop.code or 0
+
+
+@pytest.fixture
+def hsvae_in_process(monkeypatch, capsys):
+  """hsvae, but run in this process (cli_in_process), its output captured."""
 
   def run(*args, expect: int = 0) -> subprocess.CompletedProcess:
-    argv = ["hsvae", *map(str, args)]
-    flags.FLAGS.unparse_flags()
-    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
-      delattr(flags.FLAGS, name)
-    monkeypatch.setattr(sys, "argv", argv)
     capsys.readouterr()
-    try:
-      cli.run()
-      returncode = 0
-    except SystemExit as stop:
-      returncode = stop.code or 0
+    returncode = cli_in_process(monkeypatch, *args)
     out, err = capsys.readouterr()
-    return _exited(subprocess.CompletedProcess(argv, returncode, out, err), expect)
+    return _exited(subprocess.CompletedProcess(["hsvae", *map(str, args)], returncode, out, err), expect)
 
   return run
 

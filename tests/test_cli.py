@@ -1,7 +1,8 @@
 """The `hsvae` command end to end, and every bad input refused with one line and exit code 2.
 
-Training and Ctrl-C run in a fresh process, as a user runs them, and so does one refusal; the other commands
-run in this process (hsvae_in_process), where exit codes and output are the same and nothing starts again."""
+Ctrl-C and two refusals run in a fresh process, as a user runs them (test_distributed trains there too); the
+other commands run in this process (hsvae_in_process), where exit codes and output are the same and nothing
+starts again."""
 
 import json
 import os
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from conftest import QUICKSTART, TINY, error_line, hsvae
+from conftest import QUICKSTART, TINY, cli_in_process, error_line, hsvae
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.xdist_group(__name__)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("cli") / "run"
-  hsvae("train", "--config", QUICKSTART, "--workdir", workdir, *TINY)
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    assert cli_in_process(monkeypatch, "train", "--config", QUICKSTART, "--workdir", workdir, *TINY) == 0
   return workdir
 
 
