@@ -30,6 +30,7 @@ from hsvae_jax import configs
 from hsvae_jax import data
 from hsvae_jax import default_config
 from hsvae_jax import distributed
+from hsvae_jax import evaluate
 from hsvae_jax import train
 from hsvae_jax.models import make_model
 
@@ -72,7 +73,8 @@ QUICKSTART_LATENTS = ("hsvae", "gaussian")
 
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory, worker_id):
-  """quickstart_run(latent): a workdir of the quickstart config trained as shipped with that model.latent.
+  """quickstart_run(latent): a workdir of the quickstart config trained as shipped with that model.latent,
+  and evaluated on its test split with probes (eval_test.json).
 
   Each run is trained once a session, by whichever xdist worker asks first; a worker that finds it being
   trained trains another quickstart run meanwhile, then waits. The caller gets its own copy, so what its
@@ -90,6 +92,7 @@ def quickstart_run(tmp_path_factory, worker_id):
           config = load_config_file("quickstart")
           config.model.latent = latent
           train.train_and_evaluate(config, str(workdir))
+          evaluate.evaluate(str(workdir), "test", probe=True)
           finished.touch()
     except filelock.Timeout:
       return None

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group(__name__)
 
 @pytest.fixture(scope="module")
 def workdir(quickstart_run):
-  """The quickstart HSVAE, as trained by the quickstart's own 500 steps."""
+  """The quickstart HSVAE, as the quickstart config trains it."""
   return quickstart_run("hsvae")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hsvae_jax import evaluate
+from hsvae_jax import workdir as layout
 from conftest import load_config_file
 
 # One xdist worker takes this module whole: its tests share the evaluations.
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.xdist_group(__name__)
 
 @pytest.fixture(scope="module")
 def quickstart_results(quickstart_run):
-  return {latent: evaluate.evaluate(quickstart_run(latent), "test", probe=True) for latent in ("hsvae", "gaussian")}
+  return {latent: layout.read_evals(quickstart_run(latent))["test"] for latent in ("hsvae", "gaussian")}
 
 
 def test_hsvae_codes_are_sparse_adaptive_and_gaussian_codes_dense(quickstart_results):

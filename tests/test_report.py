@@ -34,7 +34,6 @@ def workdirs(quickstart_run, tmp_path_factory):
   """The quickstart's HSVAE (used dims for the page to show) with probe numbers, and a folder-corpus Gaussian
   VAE without."""
   hsvae = quickstart_run("hsvae")
-  evaluate.evaluate(hsvae, "test", probe=True)
   root = tmp_path_factory.mktemp("report")
   write_folder_corpus(root / "tiny")
   config = tiny_config("gaussian")
