@@ -97,10 +97,11 @@ def _codes(model: SentenceVAE, params, batch: dict[str, jax.Array]) -> dict[str,
 
 
 def _generate(model: SentenceVAE, params, z_BxZ: jax.Array, key: jax.Array, temperature: jax.Array,
-              max_length: int, greedy: bool) -> jax.Array:
+              greedy: jax.Array, max_length: int) -> jax.Array:
   """Token ids [B, max_length], word by word. Each step reruns the teacher-forced decoder over the whole
   buffer (the GRU is causal, so step t sees only the words before it): quadratic in max_length, but it
-  needs nothing from the model beyond what training uses."""
+  needs nothing from the model beyond what training uses. greedy is an array, not a static switch: greedy
+  and sampled decoding share one program, and the sample it discards is cheap beside the buffer's rerun."""
   batch = z_BxZ.shape[0]
 
   def step(t, tokens_BxL):
@@ -108,8 +109,8 @@ def _generate(model: SentenceVAE, params, z_BxZ: jax.Array, key: jax.Array, temp
     h_BxH = states_BLxH.reshape(batch, max_length, -1)[:, t]
     logits_BxV = model.apply({"params": params}, h_BxH, method=SentenceVAE.project)
     logits_BxV = logits_BxV.astype(jnp.float32).at[:, data.PAD].set(-jnp.inf)  # padding is never a word
-    word_B = (jnp.argmax(logits_BxV, -1) if greedy
-              else jax.random.categorical(jax.random.fold_in(key, t), logits_BxV / temperature))
+    word_B = jnp.where(greedy, jnp.argmax(logits_BxV, -1),
+                       jax.random.categorical(jax.random.fold_in(key, t), logits_BxV / temperature))
     return tokens_BxL.at[:, t].set(word_B.astype(tokens_BxL.dtype))
 
   # The last position stays padding: at most max_length - 1 words, as data.max_length counts <EOS> in.
@@ -126,7 +127,7 @@ class Model:
     self.params = trained.params
     self.batch_size: int = self.config.eval.batch_size
     self._encode_batch = jax.jit(functools.partial(_codes, self.module))
-    self._generate = jax.jit(functools.partial(_generate, self.module), static_argnames=("max_length", "greedy"))
+    self._generate = jax.jit(functools.partial(_generate, self.module), static_argnames="max_length")
 
   @property
   def latent_dim(self) -> int:
@@ -180,7 +181,7 @@ class Model:
       padded = np.zeros((self.batch_size, self.latent_dim), np.float32)  # one shape: one compilation
       padded[: len(rows)] = rows
       ids = jax.device_get(self._generate(self.params, padded, jax.random.fold_in(key, start),
-                                          jnp.float32(temperature), max_length=max_length, greedy=greedy))
+                                          jnp.float32(temperature), jnp.bool_(greedy), max_length=max_length))
       sentences += [self.vocab.decode(row) for row in ids[: len(rows)]]
     return sentences
 

@@ -150,9 +150,9 @@ def test_models_over_frozen_minilm_learn_codes_that_separate_topics(minilm_embed
   else:
     assert result["zero_fraction"] > 0.3, result
   assert ("mse" in result) == (decoder == "embedding")
-  # New sentences are embedded on the fly, not from the cache.
-  codes = api.load(workdir).encode(["a sentence the corpus never had", "another"]).codes.toarray()
-  assert codes.shape == (2, 32) and np.isfinite(codes).all()
+  if decoder == "gru":  # new sentences are embedded on the fly, not from the cache (one model shows it)
+    codes = api.load(workdir).encode(["a sentence the corpus never had", "another"]).codes.toarray()
+    assert codes.shape == (2, 32) and np.isfinite(codes).all()
 
 
 @pytest.mark.parametrize("overrides,message", [
