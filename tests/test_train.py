@@ -50,6 +50,15 @@ def test_step_compiles_at_most_once_per_length_bucket(tmp_path):
   assert int(state.step) == 40
 
 
+def test_a_second_run_of_the_same_model_reuses_the_compiled_step(tmp_path):
+  config = tiny_config("gaussian")
+  config.train.num_steps = 2
+  train.train_and_evaluate(config, str(tmp_path / "first"))
+  compiled = train.train_step._cache_size()
+  train.train_and_evaluate(config, str(tmp_path / "second"))
+  assert train.train_step._cache_size() == compiled  # the optimizer, static in the state, is the same object
+
+
 def test_non_finite_update_is_skipped_and_counted(tmp_path):
   config = tiny_config()
   state, batches = _state_and_batches(config, tmp_path)
