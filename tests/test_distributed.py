@@ -16,7 +16,7 @@ from conftest import PROJECT_ROOT, QUICKSTART, TINY
 pytestmark = pytest.mark.xdist_group(__name__)
 
 # Batch 16 over 4 devices; 4 steps with a checkpoint at the end. The Gaussian latent: what is split over
-# devices is the batch, whatever the latent, and its step compiles in half the time of HSVAE's.
+# devices is the batch, whatever the latent, and its step compiles faster than HSVAE's (benchmarks/README.md).
 PARALLEL = [*TINY, "--config.model.latent=gaussian", "--config.train.num_steps=4", "--config.train.checkpoint_every=4"]
 ENV = os.environ | {"PYTHONUNBUFFERED": "1"}
 

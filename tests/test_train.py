@@ -33,7 +33,7 @@ def _state_and_batches(config, workdir):
 
 
 def test_step_compiles_at_most_once_per_length_bucket(tmp_path):
-  # Tracing does not depend on the latent family; the Gaussian VAE's step compiles 3x faster than HSVAE's.
+  # Tracing does not depend on the latent family; the Gaussian VAE's step compiles fastest.
   config = tiny_config("gaussian")
   config.data.length_buckets = (8, 16)  # two buckets show it as well as three, at one compilation less
   config.train.batch_size = 2  # small batches so that every bucket turns up
@@ -131,7 +131,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, latent):
 def test_token_capacity_changes_speed_only_so_a_run_may_resume_under_another(tmp_path):
   """Packing 70% of the rows trains the every-row model: the first 3 batches are 69%, 68% and 73% real,
   so two are packed and the third overflows and takes every row. Packing is the decoder's: the Gaussian
-  latent's steps compile in half the time of HSVAE's."""
+  latent's steps compile faster than HSVAE's."""
   config = tiny_config("gaussian")
   config.model.token_capacity = 1.0
   every_row = train.train_and_evaluate(config, str(tmp_path / "every_row"))
