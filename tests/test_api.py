@@ -91,7 +91,9 @@ def test_reconstruction_recovers_words_that_an_untrained_model_does_not(model, s
 def test_sampled_decoding_is_seeded_and_greedy_is_the_default(model, sentences):
   codes = model.encode(sentences[:20])
   greedy = model.decode(codes)
-  assert greedy == model.decode(codes.codes.toarray()) == [model.decode(row)[0] for row in codes.codes[:20]]
+  # A row decoded alone (padded to a batch of its own) reads as it does among the others.
+  assert greedy == model.decode(codes.codes.toarray())
+  assert greedy[:3] == [model.decode(row)[0] for row in codes.codes[:3]]
   first, again = model.decode(codes, key=jax.random.key(3)), model.decode(codes, key=jax.random.key(3))
   assert first == again and first != model.decode(codes, key=jax.random.key(4))
   assert all(len(s.split()) <= 4 for s in model.decode(codes, max_length=5))

@@ -40,8 +40,9 @@ def test_matches_pytorch_minilm(minilm, pooling):
   expected_ids = [list(ids[:n]) for ids, n in zip(ref["input_ids"], ref["num_tokens"])]
   assert [e.ids for e in encodings] == expected_ids
   assert num_truncated == 1 and minilm.max_length == ref["max_length"]
-  # The reference ran each sentence alone: here they share one batch padded to 128 tokens.
-  got = embed.embed_sentences(minilm, sentences, pooling)
+  # The reference ran each sentence alone: here they share one batch padded to 128 tokens (and to 16 rows:
+  # MiniLM costs as much on a padding row as on a sentence).
+  got = embed.embed_sentences(minilm, sentences, pooling, batch_size=16)
   np.testing.assert_allclose(got, ref[pooling], rtol=0, atol=1e-4)
 
 
@@ -49,13 +50,13 @@ def test_hsvae_embed_matches_sentence_transformers_encode(hsvae_in_process, mini
   ref = np.load(REFERENCE)
   (tmp_path / "in.txt").write_text("\n".join(ref["sentences"]) + "\n", encoding="utf-8")
   hsvae_in_process("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output",
-                   tmp_path / "st.npy")
+                   tmp_path / "st.npy", "--batch-size", "16")
   got = np.load(tmp_path / "st.npy")
   # modules.json's Normalize, and sentence_bert_config.json's 256 tokens for the long last sentence.
   np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
   np.testing.assert_allclose(got, ref["sentence_transformers"], rtol=0, atol=2e-6)
   hsvae_in_process("embed", "--encoder-path", minilm_dir, "--input", tmp_path / "in.txt", "--output",
-                   tmp_path / "raw.npy", "--nomodules-json")
+                   tmp_path / "raw.npy", "--nomodules-json", "--batch-size", "16")
   np.testing.assert_allclose(np.load(tmp_path / "raw.npy"), ref["mean"], rtol=0, atol=1e-4)
 
 

@@ -1,7 +1,10 @@
 """Data parallelism over fake CPU devices and processes, and preemption, through the real CLI."""
 
+import dataclasses
 import json
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,15 +18,15 @@ from conftest import PROJECT_ROOT, QUICKSTART, TINY
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
 
-# Batch 16 over 4 devices; 4 steps with a checkpoint at the end. The Gaussian latent: what is split over
-# devices is the batch, whatever the latent, and its step compiles faster than HSVAE's (benchmarks/README.md).
-PARALLEL = [*TINY, "--config.model.latent=gaussian", "--config.train.num_steps=4", "--config.train.checkpoint_every=4"]
+# Batch 16 over 4 devices. The Gaussian latent: what is split over devices is the batch, whatever the latent,
+# and its step compiles faster than HSVAE's (benchmarks/README.md).
+PARALLEL = [*TINY, "--config.model.latent=gaussian"]
 ENV = os.environ | {"PYTHONUNBUFFERED": "1"}
 
 
-def _start(workdir, *flags, extra=(), launcher=()):
+def _start(workdir, *flags, launcher=()):
   return subprocess.Popen([*launcher, sys.executable, "-m", "hsvae_jax.cli", "train", "--config", QUICKSTART,
-                           "--workdir", str(workdir), *PARALLEL, *extra, *flags],
+                           "--workdir", str(workdir), *PARALLEL, *flags],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -47,33 +50,26 @@ def _params(workdir):
   return evaluate.load_trained(str(workdir)).params
 
 
+def _for_steps(steps: int) -> list[str]:
+  return [f"--config.train.num_steps={steps}", f"--config.train.checkpoint_every={steps}"]
+
+
+@dataclasses.dataclass
+class Preempted:
+  workdir: pathlib.Path
+  returncode: int
+  stderr: str
+  step: int  # of the one checkpoint saved
+
+
 @pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
+def preempted(tmp_path_factory) -> Preempted:
+  """A run over 4 devices in one process, sent SIGTERM once it has logged 3 steps: one fresh process is both
+  the preemption test's and the reference of the data-parallel tests (its checkpoint, at whatever step the
+  signal stopped it)."""
   workdir = tmp_path_factory.mktemp("parallel") / "one_process_4_devices"
-  _finish([_start(workdir, "--num_cpu_devices=4", "--config.mesh.data=4")])
-  return workdir
-
-
-# Adam divides by sqrt(v): where a gradient is near zero, the reordered float32 sums of another device
-# count move a parameter by up to a few 1e-7 after 4 steps (measured: max abs difference 2.2e-7).
-
-
-def test_batch_split_over_4_devices_trains_the_same_model(hsvae_in_process, four_devices, tmp_path):
-  # One device: the tiny model's own compiled programs (one device of four would compile its own).
-  hsvae_in_process("train", "--config", QUICKSTART, "--workdir", tmp_path / "one", *PARALLEL)
-  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "one"), rtol=1e-5, atol=1e-5)
-
-
-def test_two_processes_of_two_devices_train_the_same_model(four_devices, tmp_path):
-  # launch/local.sh starts the two processes with their coordinator flags and stops both if one fails.
-  _finish([_start(tmp_path / "two", launcher=("bash", str(PROJECT_ROOT / "launch" / "local.sh"), "2", "2"))])
-  chex.assert_trees_all_close(_params(four_devices), _params(tmp_path / "two"), rtol=1e-5, atol=1e-5)
-
-
-def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(hsvae_in_process, tmp_path):
-  workdir = tmp_path / "preempted"
-  slow = ["--config.train.num_steps=100000", "--config.train.log_every=1", "--config.train.checkpoint_every=100000"]
-  process = _start(workdir, extra=slow)
+  process = _start(workdir, "--num_cpu_devices=4", "--config.mesh.data=4", "--config.train.num_steps=100000",
+                   "--config.train.log_every=1", "--config.train.checkpoint_every=100000")
   try:
     deadline = time.time() + 300
     while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
@@ -86,15 +82,39 @@ def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(hsvae_in_process
     if process.poll() is None:
       process.kill()
       process.wait()
-  assert process.returncode == 143, process.stderr.read()[-3000:]
   steps = [int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
-  assert len(steps) == 1 and 3 <= steps[0] < 100000
-  # The next launch in this process: the one-device test's compiled programs.
+  return Preempted(workdir, process.returncode, process.stderr.read(), max(steps, default=0))
+
+
+def test_sigterm_saves_a_checkpoint_and_the_next_launch_resumes(hsvae_in_process, preempted, tmp_path):
+  assert preempted.returncode == 143, preempted.stderr[-3000:]
+  assert os.listdir(preempted.workdir / "checkpoints") == [str(preempted.step)] and 3 <= preempted.step < 100000
+  # The next launch, on one device (the mesh may change on resume), in a copy: the other tests read the
+  # preempted checkpoint.
+  workdir = tmp_path / "resumed"
+  shutil.copytree(preempted.workdir, workdir)
   hsvae_in_process("train", "--config", QUICKSTART, "--workdir", workdir, *PARALLEL,
-                   f"--config.train.num_steps={steps[0] + 2}", "--config.train.log_every=1",
+                   f"--config.train.num_steps={preempted.step + 2}", "--config.train.log_every=1",
                    "--config.train.checkpoint_every=100000")
   logged = [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")]
-  assert logged == list(range(1, steps[0] + 3))
+  assert logged == list(range(1, preempted.step + 3))
+
+
+# Adam divides by sqrt(v): where a gradient is near zero, the reordered float32 sums of another device
+# count move a parameter by up to a few 1e-7 in a few steps (measured: max abs difference 2.2e-7 after 4).
+
+
+def test_batch_split_over_4_devices_trains_the_same_model(hsvae_in_process, preempted, tmp_path):
+  hsvae_in_process("train", "--config", QUICKSTART, "--workdir", tmp_path / "one", *PARALLEL,
+                   *_for_steps(preempted.step))
+  chex.assert_trees_all_close(_params(preempted.workdir), _params(tmp_path / "one"), rtol=1e-5, atol=1e-5)
+
+
+def test_two_processes_of_two_devices_train_the_same_model(preempted, tmp_path):
+  # launch/local.sh starts the two processes with their coordinator flags and stops both if one fails.
+  _finish([_start(tmp_path / "two", *_for_steps(preempted.step),
+                  launcher=("bash", str(PROJECT_ROOT / "launch" / "local.sh"), "2", "2"))])
+  chex.assert_trees_all_close(_params(preempted.workdir), _params(tmp_path / "two"), rtol=1e-5, atol=1e-5)
 
 
 # Per-device packing of the real tokens, checked in one fresh process with 4 fake devices for the axis types

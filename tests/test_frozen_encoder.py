@@ -1,8 +1,9 @@
 """A pretrained transformer under the latent: frozen (cached embeddings, the embedding decoder, TopK SAE)
 or fine-tuned; feature rows in batches."""
 
-import json
+import functools
 import itertools
+import json
 import os
 import shutil
 
@@ -184,12 +185,13 @@ def test_fine_tuned_transformer_starts_from_the_checkpoint_equals_the_frozen_one
   # At the checkpoint, the fine-tuned path (ids and padding masks in the batch) and the frozen path
   # (embeddings computed outside) give the same posterior, for sentences of different lengths.
   sentences = [" ".join(TINY_BERT_WORDS[:n]) for n in (2, 7, 13)]
-  fine_tuned = run.model.apply({"params": state.params}, embed.wordpieces(model_dir, sentences),
-                               method=SentenceVAE.encode)
+  # Each apply jitted: one program, not op by op.
+  encode = lambda model: jax.jit(functools.partial(model.apply, method=SentenceVAE.encode))
+  fine_tuned = encode(run.model)({"params": state.params}, embed.wordpieces(model_dir, sentences))
   frozen_model = run.model.clone(encoder=EmbeddingEncoder(pretrained.config.hidden_size))
   frozen_params = {k: v for k, v in state.params.items() if k != "encoder"}
-  frozen = frozen_model.apply({"params": frozen_params}, {"embedding": embed.embed_sentences(pretrained, sentences)},
-                              method=SentenceVAE.encode)
+  frozen = encode(frozen_model)({"params": frozen_params},
+                                {"embedding": embed.embed_sentences(pretrained, sentences)})
   chex.assert_trees_all_close(fine_tuned, frozen, atol=1e-5)
 
   trained = train.train_and_evaluate(config, str(tmp_path / "run"))
