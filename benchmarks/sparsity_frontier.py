@@ -46,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--targets", nargs="+", type=float, default=(0.125, 0.25, 0.5))
   parser.add_argument("--set", nargs="*", default=(), metavar="KEY=VALUE", help="extra overrides of HSVAE runs")
   parser.add_argument("--output", default=None)
+  parser.add_argument("--tag", default="", help="appended to the figure's and section's names: a variant (--set) "
+                      "written beside the recipe's frontier, not over it")
   return parser.parse_args(argv)
 
 
@@ -116,10 +118,11 @@ def plot(panels: dict[str, list[dict]], path: str) -> None:
 
 def write_results(args: argparse.Namespace, argv: list[str], panels: dict[str, list[dict]]) -> str:
   command = results_doc.command("sparsity_frontier.py", argv)
-  figure = f"frontier_{args.family}.png"
+  name = f"{args.family}-{args.tag}" if args.tag else args.family
+  figure = f"frontier_{name}.png"
   os.makedirs(args.output, exist_ok=True)
   plot(panels, os.path.join(args.output, figure))
-  lines = [f"## Sparsity-accuracy frontier ({args.family}, {args.split} split)", "",
+  lines = [f"## Sparsity-accuracy frontier ({name}, {args.split} split)", "",
            "Written by `benchmarks/sparsity_frontier.py`; the command:", "", f"    {command}", "",
            f"![frontier]({figure})", "",
            "| panel | model | setting | probe | n10 | zeros | active | dims used | Jaccard | usage entropy |",
@@ -130,7 +133,7 @@ def write_results(args: argparse.Namespace, argv: list[str], panels: dict[str, l
                    f"{p['probe_accuracy_n10']:.3f} | {p['zero_fraction']:.3f} | {p['active_dims']:.1f} | "
                    f"{p['dims_used']} | {p['active_jaccard']:.2f} | {p['usage_entropy']:.2f} |")
   path = os.path.join(args.output, "results.md")
-  results_doc.write_section(path, f"frontier-{args.family}", "\n".join(lines))
+  results_doc.write_section(path, f"frontier-{name}", "\n".join(lines))
   return path
 
 

@@ -114,6 +114,7 @@ RULES: dict[str, Check] = {
     "hparams.temperature": positive(),
     "hparams.target_active": real(0, 1, high_open=True),
     "hparams.usage_weight": real(0),
+    "hparams.code_usage_weight": real(0),
     "hparams.gate_entropy_weight": real(0),
     "hparams.warmup_steps": real(0),
     "train.num_steps": integer(1),

@@ -90,9 +90,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Pulls each dimension's slab share over a batch to the prior's (0 = the paper's loss, which pulls each
   # sentence's gate there instead and so charges for gates that differ between sentences).
   config.hparams.usage_weight = 1.0
+  # Pulls the codes' mean slab share over a batch and all dimensions to the prior's: the share a code uses,
+  # with dimensions free to differ in how often they are used (docs/results.md).
+  config.hparams.code_usage_weight = 0.0
   # Charges for undecided gates (a slab probability near 1/2), not for gates that differ between sentences.
   config.hparams.gate_entropy_weight = 0.1
-  # Steps over which gamma_reg_weight, usage_weight and gate_entropy_weight rise from 0 to their values.
+  # Steps over which gamma_reg_weight, the usage weights and gate_entropy_weight rise from 0 to their values.
   config.hparams.warmup_steps = 0
 
   config.train = ml_collections.ConfigDict()
@@ -118,6 +121,7 @@ def use_paper_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.model.gate = "beta"
   config.hparams.target_active = 0.0
   config.hparams.usage_weight = 0.0
+  config.hparams.code_usage_weight = 0.0
   config.hparams.gate_entropy_weight = 0.0
   return config
 

@@ -20,9 +20,12 @@ class HParams(flax.struct.PyTreeNode):
   target_active: jnp.ndarray = 0.0
   # Weight of the KL between each dimension's slab share over the batch and the prior's (0: the paper's loss).
   usage_weight: jnp.ndarray = 0.0
+  # Weight of the KL between the codes' mean slab share (over the batch and every dimension) and the prior's:
+  # a per-code target that lets dimensions differ in how often they are used (0: off).
+  code_usage_weight: jnp.ndarray = 0.0
   # Weight of the gates' mean binary entropy: charges for undecided gates (0: the paper's loss).
   gate_entropy_weight: jnp.ndarray = 0.0
-  # Steps over which the weights that make codes sparse (gamma_reg_weight, usage_weight, gate_entropy_weight)
+  # Steps over which the weights that make codes sparse (gamma_reg_weight, the usage weights, gate_entropy_weight)
   # rise linearly from 0, so the decoder learns to read z before gates close (0: full weight from the start).
   warmup_steps: jnp.ndarray = 0.0
   learning_rate: jnp.ndarray = 0.0  # Adam's step size
@@ -44,6 +47,7 @@ class HParams(flax.struct.PyTreeNode):
     """These hyperparameters at training step `step`, with the sparsity weights warmed up."""
     ramp = jnp.where(self.warmup_steps > 0, jnp.clip(step / jnp.maximum(self.warmup_steps, 1.0), 0.0, 1.0), 1.0)
     return self.replace(gamma_reg_weight=ramp * self.gamma_reg_weight, usage_weight=ramp * self.usage_weight,
+                        code_usage_weight=ramp * self.code_usage_weight,
                         gate_entropy_weight=ramp * self.gate_entropy_weight)
 
   def prior_shape(self) -> tuple[jax.Array, jax.Array]:

@@ -1,4 +1,4 @@
-"""HSVAE's switches for adaptive sparsity: the evidence gate, the batch-usage KL, the gate entropy, the knob."""
+"""HSVAE's switches for adaptive sparsity: the evidence gate, the batch-usage KLs, the gate entropy, the knob."""
 
 import chex
 import jax
@@ -33,11 +33,12 @@ def test_target_active_sets_the_priors_mean_slab_share_and_keeps_its_concentrati
 
 
 def test_warm_up_ramps_only_the_sparsity_weights():
-  hp = HP.replace(usage_weight=jnp.float32(2.0), gate_entropy_weight=jnp.float32(1.0),
-                  warmup_steps=jnp.float32(100.0))
+  hp = HP.replace(usage_weight=jnp.float32(2.0), code_usage_weight=jnp.float32(4.0),
+                  gate_entropy_weight=jnp.float32(1.0), warmup_steps=jnp.float32(100.0))
   half = hp.at_step(jnp.int32(50))
   assert float(half.gamma_reg_weight) == pytest.approx(0.005)
   assert float(half.usage_weight) == pytest.approx(1.0) and float(half.gate_entropy_weight) == pytest.approx(0.5)
+  assert float(half.code_usage_weight) == pytest.approx(2.0)
   assert float(half.z_reg_weight) == pytest.approx(0.01)
   assert float(hp.at_step(jnp.int32(500)).usage_weight) == pytest.approx(2.0)
   assert float(HP.at_step(jnp.int32(0)).gamma_reg_weight) == pytest.approx(0.01)  # no warm-up: full from step 0
@@ -109,6 +110,23 @@ def test_usage_kl_and_gate_entropy_closed_forms():
   np.testing.assert_allclose(terms["gate_entropy"], 3.0 * entropy, rtol=1e-5)
   at_prior = latent.extra_loss(POSTERIOR, sample.replace(slab_prob_BxZ=jnp.full((4, 2), rho)), hp)
   assert float(at_prior["usage_kl"][0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_code_usage_kl_pulls_the_codes_mean_share_and_leaves_dimensions_free_to_differ():
+  latent = HSVAELatent(latent_dim=2, gate="evidence")
+  hp = HP.replace(usage_weight=jnp.float32(1.0), code_usage_weight=jnp.float32(3.0))
+  rho = 0.2  # Beta(4, 1)'s mean slab share
+  kl = lambda u: u * np.log(u / rho) + (1 - u) * np.log((1 - u) / (1 - rho))
+  # One dimension used by every sentence, one by none: the code's mean share is 1/2, charged as if each
+  # dimension were used by half the sentences.
+  one_used = latent.extra_loss(POSTERIOR, HSVAESample(jnp.zeros((4, 2)), jnp.array([[1.0, 0.0]] * 4)), hp)
+  np.testing.assert_allclose(one_used["code_usage_kl"], np.full(4, 3.0 * 2 * kl(0.5)), rtol=1e-4)
+  # Dimensions used by 3 and by 1 of 10 sentences: each off the prior's share, their mean on it.
+  slab_prob = np.zeros((10, 2), np.float32)
+  slab_prob[:3, 0] = slab_prob[3, 1] = 1.0
+  differing = latent.extra_loss(POSTERIOR, HSVAESample(jnp.zeros((10, 2)), jnp.asarray(slab_prob)), hp)
+  assert float(differing["code_usage_kl"][0]) == pytest.approx(0.0, abs=1e-5)
+  np.testing.assert_allclose(differing["usage_kl"][0], kl(0.3) + kl(0.1), rtol=1e-5)
 
 
 def test_usage_kl_leaves_which_sentence_uses_a_dimension_free():

@@ -169,22 +169,28 @@ class HSVAELatent(base.Latent[HSVAEPosterior, HSVAESample]):
     return kl_z_BxZ.sum(-1), kl_gamma_BxZ.sum(-1)
 
   def extra_loss(self, posterior: HSVAEPosterior, sample: HSVAESample, hparams: HParams) -> dict[str, jax.Array]:
-    """The batch-usage KL and the gates' entropy, each weighted (both 0 in the paper's loss).
+    """The batch-usage KLs and the gates' entropy, each weighted (all 0 in the paper's loss).
 
     Averaged over sentences, the indicator's per-sentence KL to the prior is KL(u || rho) + I(x; s): u the
     batch's mean slab probability of a dimension, rho the prior's, and I the information the gates carry
     about the sentence. KL_gamma, its hierarchical counterpart, likewise charges for gates that differ
     between sentences. usage_kl = KL(u || rho), summed over dims, pulls only each dimension's use over the
-    batch to the prior's share; gate_entropy = the mean binary entropy of the slab probabilities charges
+    batch to the prior's share; code_usage_kl pulls only the mean over dims of those shares, so that
+    dimensions may differ in how often they are used; gate_entropy = the mean binary entropy of the slab probabilities charges
     for undecided gates, which the decoder sees as random dropout and the code rounds away.
     """
     del posterior
     alpha, beta = hparams.prior_shape()
     slab_prob_BxZ = jnp.clip(sample.slab_prob_BxZ, 1e-6, 1 - 1e-6)
-    usage = distrax.Bernoulli(probs=slab_prob_BxZ.mean(0))
-    usage_kl = usage.kl_divergence(distrax.Bernoulli(probs=beta / (alpha + beta))).sum()
+    prior_usage = distrax.Bernoulli(probs=beta / (alpha + beta))
+    usage_kl = distrax.Bernoulli(probs=slab_prob_BxZ.mean(0)).kl_divergence(prior_usage).sum()
+    # The same KL at the mean over every dimension too, times their number: as much pull on the code's
+    # share as usage_kl's when every dimension is used alike.
+    code_usage_kl = self.latent_dim * distrax.Bernoulli(probs=slab_prob_BxZ.mean()).kl_divergence(prior_usage)
     gate_entropy_B = distrax.Bernoulli(probs=slab_prob_BxZ).entropy().sum(-1)
-    return {"usage_kl": jnp.broadcast_to(hparams.usage_weight * usage_kl, gate_entropy_B.shape),
+    batch = lambda loss: jnp.broadcast_to(loss, gate_entropy_B.shape)
+    return {"usage_kl": batch(hparams.usage_weight * usage_kl),
+            "code_usage_kl": batch(hparams.code_usage_weight * code_usage_kl),
             "gate_entropy": hparams.gate_entropy_weight * gate_entropy_B}
 
   @staticmethod
