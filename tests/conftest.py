@@ -8,6 +8,8 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 # The suite compiles hundreds of programs that each run for milliseconds: XLA's optimisation level 1 and its
 # older fusion code generator compile them a quarter to a third faster, and the runs the tests train take
@@ -189,6 +191,19 @@ def hsvae_in_process(monkeypatch, capsys):
     return _exited(subprocess.CompletedProcess(["hsvae", *map(str, args)], returncode, out, err), expect)
 
   return run
+
+
+def wait_for_logged_steps(workdir: str | os.PathLike[str], steps: int, stop: threading.Event | None = None,
+                          timeout: float = 300) -> bool:
+  """Polls a running training's metrics.jsonl until it holds `steps` lines (True), or until `stop` is set
+  or `timeout` seconds pass (False)."""
+  metrics = pathlib.Path(workdir) / "metrics.jsonl"
+  deadline = time.time() + timeout
+  while not (stop and stop.is_set()) and time.time() < deadline:
+    if metrics.is_file() and len(metrics.read_text().splitlines()) >= steps:
+      return True
+    time.sleep(0.1)
+  return False
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:

@@ -8,13 +8,12 @@ import json
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
 import scipy.sparse
 
-from conftest import QUICKSTART, TINY, cli_in_process, error_line, hsvae
+from conftest import QUICKSTART, TINY, cli_in_process, error_line, hsvae, wait_for_logged_steps
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -240,12 +239,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(hsvae_in_process, tmp_path):
   done = threading.Event()
 
   def interrupt_once_logged():
-    deadline = time.time() + 300
-    while not done.is_set() and time.time() < deadline:
-      if (workdir / "metrics.jsonl").is_file() and (workdir / "metrics.jsonl").read_text():
-        os.kill(os.getpid(), signal.SIGINT)
-        return
-      time.sleep(0.1)
+    if wait_for_logged_steps(workdir, 1, stop=done):
+      os.kill(os.getpid(), signal.SIGINT)
 
   watcher = threading.Thread(target=interrupt_once_logged)
   watcher.start()

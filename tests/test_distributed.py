@@ -13,7 +13,7 @@ import time
 import chex
 import pytest
 
-from conftest import PROJECT_ROOT, QUICKSTART, TINY
+from conftest import PROJECT_ROOT, QUICKSTART, TINY, wait_for_logged_steps
 
 # One xdist worker takes the whole module (pyproject: --dist loadgroup), so its shared run is made once.
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -71,11 +71,7 @@ def preempted(tmp_path_factory) -> Preempted:
   process = _start(workdir, "--num_cpu_devices=4", "--config.mesh.data=4", "--config.train.num_steps=100000",
                    "--config.train.log_every=1", "--config.train.checkpoint_every=100000")
   try:
-    deadline = time.time() + 300
-    while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
-      time.sleep(0.5)
-    while time.time() < deadline and len((workdir / "metrics.jsonl").read_text().splitlines()) < 3:
-      time.sleep(0.5)
+    wait_for_logged_steps(workdir, 3)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
   finally:

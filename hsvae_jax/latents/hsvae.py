@@ -176,8 +176,9 @@ class HSVAELatent(base.Latent[HSVAEPosterior, HSVAESample]):
     about the sentence. KL_gamma, its hierarchical counterpart, likewise charges for gates that differ
     between sentences. usage_kl = KL(u || rho), summed over dims, pulls only each dimension's use over the
     batch to the prior's share; code_usage_kl pulls only the mean over dims of those shares, so that
-    dimensions may differ in how often they are used; gate_entropy = the mean binary entropy of the slab probabilities charges
-    for undecided gates, which the decoder sees as random dropout and the code rounds away.
+    dimensions may differ in how often they are used; gate_entropy = the mean binary entropy of the slab
+    probabilities charges for undecided gates, which the decoder sees as random dropout and the code rounds
+    away.
     """
     del posterior
     alpha, beta = hparams.prior_shape()
