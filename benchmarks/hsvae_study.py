@@ -54,11 +54,49 @@ VARIANTS = {
                          "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 9600},
                         "mean_field_long for 16x the replication's steps (9600): does the gap keep closing with "
                         "budget?"),
+    "mean_field_long_mix": ({"model.gate": "mean_field", "hparams.usage_weight": 0.3, "hparams.code_usage_weight": 1.0,
+                             "hparams.gate_entropy_weight": 0.1, "hparams.target_active": 0.25,
+                             "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                            "mean_field_long with the usage KLs mixed as over MiniLM (per dim 0.3, per code 1): "
+                            "may dimensions differ in how often they are used?"),
+    "mean_field_long_no_entropy": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                    "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.25,
+                                    "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                   "mean_field_long without the gates' entropy charge (0.1 x 768 dims at full weight)."),
+    "mean_field_long_entropy0.01": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                     "hparams.gate_entropy_weight": 0.01, "hparams.target_active": 0.25,
+                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                    "mean_field_long with a tenth of the gates' entropy charge."),
+    "mean_field_long_entropy0.03": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                     "hparams.gate_entropy_weight": 0.03, "hparams.target_active": 0.25,
+                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                    "mean_field_long with three tenths of the gates' entropy charge."),
+    "mean_field_long_entropy0.07": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                     "hparams.gate_entropy_weight": 0.07, "hparams.target_active": 0.25,
+                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                    "mean_field_long with seven tenths of the gates' entropy charge."),
+    "mean_field_long_entropy0.05": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                     "hparams.gate_entropy_weight": 0.05, "hparams.target_active": 0.25,
+                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                    "mean_field_long with half of the gates' entropy charge."),
+    "mean_field_long_no_entropy_target0.5": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.5,
+                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                             "mean_field_long_no_entropy asking for half the dims."),
+    "mean_field_long_no_entropy_target0.4": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.4,
+                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                             "mean_field_long_no_entropy asking for 0.4 of the dims."),
+    "mean_field_long_no_entropy_target0.45": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
+                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.45,
+                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+                                             "mean_field_long_no_entropy asking for 0.45 of the dims."),
 }
 CHECKPOINT_EVERY = 400
 # How an override reads in a workdir's name.
 SHORT_NAMES = {"hparams.gamma_reg_weight": "lambda", "train.num_steps": "steps", "model.gate": "gate",
-               "hparams.usage_weight": "usage", "hparams.gate_entropy_weight": "entropy", "hparams.target_active": "target",
+               "hparams.usage_weight": "usage", "hparams.code_usage_weight": "codeusage",
+               "hparams.gate_entropy_weight": "entropy", "hparams.target_active": "target",
                "hparams.warmup_steps": "warmup"}
 
 
@@ -131,9 +169,9 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
       "Gaussian VAE's probe accuracy minus HSVAE's, at the same number of steps. " + _target(args.latent_dim), "",
       *[f"- `{name}`: {', '.join(f'{k}={v}' for k, v in VARIANTS[name][0].items()) or 'no change'}: "
         f"{VARIANTS[name][1]}" for name in args.variants], "",
-      "| corpus | variant | HSVAE probe | probe mu | n10 | zeros | active | Jaccard | Gaussian probe | gap (points) | "
+      "| corpus | variant | HSVAE probe | probe mu | n10 | zeros | active | Jaccard | gate std | Gaussian probe | gap (points) | "
       "Gaussian n10 | wall s (HSVAE train + eval) |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for corpus, by_variant in results.items():
     for name, runs in by_variant.items():
@@ -145,7 +183,7 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
       lines.append(
           f"| {corpus} | {name} | {hsvae['probe_accuracy']:.3f} | {hsvae['probe_accuracy_mu']:.3f} | "
           f"{hsvae['probe_accuracy_n10']:.3f} | {hsvae['zero_fraction']:.3f} | {hsvae['active_dims']:.1f} | "
-          f"{hsvae['active_jaccard']:.2f} | "
+          f"{hsvae['active_jaccard']:.2f} | {hsvae['gate_std']:.3f} | "
           f"{reference} | {hsvae['train_s']:.0f} + {hsvae['eval_s']:.0f} |")
   path = os.path.join(args.output, replicate_paper.RESULTS_FILE)
   section = args.section or f"hsvae-study-{args.latent_dim}" + ("-valid" if args.split == "valid" else "")
