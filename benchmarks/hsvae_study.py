@@ -21,6 +21,9 @@ import budget
 import replicate_paper
 import results_doc
 
+# The mean-field recipe at 768 dims for 4x the replication's steps, its sparsity terms warming up.
+MEAN_FIELD_LONG = {"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
+                   "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 2400}
 # name -> (config overrides, what the change tests)
 VARIANTS = {
     "replication": ({}, "the replication's config: alpha 4, beta 1, psi = lambda = 0.01, 600 steps."),
@@ -47,50 +50,22 @@ VARIANTS = {
     "mean_field_no_entropy": ({"model.gate": "mean_field", "hparams.usage_weight": 0.0417,
                                "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.25},
                               "mean-field gates, usage weight scaled by 32/768, no gate entropy."),
-    "mean_field_long": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
-                         "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+    "mean_field_long": (MEAN_FIELD_LONG,
                         "the mean-field recipe for 4x the steps (2400), its sparsity terms rising over the first 1000."),
-    "mean_field_9600": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
-                         "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 9600},
+    "mean_field_9600": (MEAN_FIELD_LONG | {"train.num_steps": 9600},
                         "mean_field_long for 16x the replication's steps (9600): does the gap keep closing with "
                         "budget?"),
-    "mean_field_long_mix": ({"model.gate": "mean_field", "hparams.usage_weight": 0.3, "hparams.code_usage_weight": 1.0,
-                             "hparams.gate_entropy_weight": 0.1, "hparams.target_active": 0.25,
-                             "hparams.warmup_steps": 1000, "train.num_steps": 2400},
+    "mean_field_long_mix": (MEAN_FIELD_LONG | {"hparams.usage_weight": 0.3, "hparams.code_usage_weight": 1.0},
                             "mean_field_long with the usage KLs mixed as over MiniLM (per dim 0.3, per code 1): "
                             "may dimensions differ in how often they are used?"),
-    "mean_field_long_no_entropy": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                    "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.25,
-                                    "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                   "mean_field_long without the gates' entropy charge (0.1 x 768 dims at full weight)."),
-    "mean_field_long_entropy0.01": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                     "hparams.gate_entropy_weight": 0.01, "hparams.target_active": 0.25,
-                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                    "mean_field_long with a tenth of the gates' entropy charge."),
-    "mean_field_long_entropy0.03": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                     "hparams.gate_entropy_weight": 0.03, "hparams.target_active": 0.25,
-                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                    "mean_field_long with three tenths of the gates' entropy charge."),
-    "mean_field_long_entropy0.07": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                     "hparams.gate_entropy_weight": 0.07, "hparams.target_active": 0.25,
-                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                    "mean_field_long with seven tenths of the gates' entropy charge."),
-    "mean_field_long_entropy0.05": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                     "hparams.gate_entropy_weight": 0.05, "hparams.target_active": 0.25,
-                                     "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                    "mean_field_long with half of the gates' entropy charge."),
-    "mean_field_long_no_entropy_target0.5": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.5,
-                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                             "mean_field_long_no_entropy asking for half the dims."),
-    "mean_field_long_no_entropy_target0.4": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.4,
-                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                             "mean_field_long_no_entropy asking for 0.4 of the dims."),
-    "mean_field_long_no_entropy_target0.45": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0,
-                                              "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.45,
-                                              "hparams.warmup_steps": 1000, "train.num_steps": 2400},
-                                             "mean_field_long_no_entropy asking for 0.45 of the dims."),
+    **{f"mean_field_long_entropy{weight:g}": (
+        MEAN_FIELD_LONG | {"hparams.gate_entropy_weight": weight},
+        f"mean_field_long with the gates' entropy charge at {weight:g} a dim instead of 0.1: what it costs over "
+        "768 dims.") for weight in (0.0, 0.01, 0.03, 0.05, 0.07)},
+    **{f"mean_field_long_entropy0_target{share:g}": (
+        MEAN_FIELD_LONG | {"hparams.gate_entropy_weight": 0.0, "hparams.target_active": share},
+        f"no entropy charge, the prior's slab share {share:g}: where do undecided gates round?")
+       for share in (0.4, 0.45, 0.5)},
 }
 CHECKPOINT_EVERY = 400
 # How an override reads in a workdir's name.
