@@ -55,6 +55,8 @@ VARIANTS = {
     "mean_field_9600": (MEAN_FIELD_LONG | {"train.num_steps": 9600},
                         "mean_field_long for 16x the replication's steps (9600): does the gap keep closing with "
                         "budget?"),
+    "mean_field_9600_entropy0.05": (MEAN_FIELD_LONG | {"train.num_steps": 9600, "hparams.gate_entropy_weight": 0.05},
+                                    "mean_field_9600 with the entropy charge chosen at 2400 steps on dbpedia valid."),
     "mean_field_long_mix": (MEAN_FIELD_LONG | {"hparams.usage_weight": 0.3, "hparams.code_usage_weight": 1.0},
                             "mean_field_long with the usage KLs mixed as over MiniLM (per dim 0.3, per code 1): "
                             "may dimensions differ in how often they are used?"),
