@@ -146,8 +146,8 @@ def write_results(args: argparse.Namespace, argv: list[str], results: dict) -> s
       "Gaussian VAE's probe accuracy minus HSVAE's, at the same number of steps. " + _target(args.latent_dim), "",
       *[f"- `{name}`: {', '.join(f'{k}={v}' for k, v in VARIANTS[name][0].items()) or 'no change'}: "
         f"{VARIANTS[name][1]}" for name in args.variants], "",
-      "| corpus | variant | HSVAE probe | probe mu | n10 | zeros | active | Jaccard | gate std | Gaussian probe | gap (points) | "
-      "Gaussian n10 | wall s (HSVAE train + eval) |",
+      "| corpus | variant | HSVAE probe | probe mu | n10 | zeros | active | Jaccard | gate std | Gaussian probe | "
+      "gap (points) | Gaussian n10 | wall s (HSVAE train + eval) |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for corpus, by_variant in results.items():
