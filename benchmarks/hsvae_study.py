@@ -21,9 +21,11 @@ import budget
 import replicate_paper
 import results_doc
 
-# The mean-field recipe at 768 dims for 4x the replication's steps, its sparsity terms warming up.
-MEAN_FIELD_LONG = {"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
-                   "hparams.target_active": 0.25, "hparams.warmup_steps": 1000, "train.num_steps": 2400}
+# The default recipe's gates and sparsity terms, at a quarter of the dims asked for.
+MEAN_FIELD = {"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
+              "hparams.target_active": 0.25}
+# The same for 4x the replication's steps, its sparsity terms warming up.
+MEAN_FIELD_LONG = MEAN_FIELD | {"hparams.warmup_steps": 1000, "train.num_steps": 2400}
 # name -> (config overrides, what the change tests)
 VARIANTS = {
     "replication": ({}, "the replication's config: alpha 4, beta 1, psi = lambda = 0.01, 600 steps."),
@@ -31,24 +33,20 @@ VARIANTS = {
     "lambda0.001": ({"hparams.gamma_reg_weight": 0.001}, "a tenth of the prior's pull."),
     "steps2400": ({"train.num_steps": 2400}, "4x the steps."),
     "lambda0.001_steps2400": ({"hparams.gamma_reg_weight": 0.001, "train.num_steps": 2400}, "both."),
-    "adaptive": ({"model.gate": "evidence", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
-                  "hparams.target_active": 0.25},
+    "adaptive": (MEAN_FIELD | {"model.gate": "evidence"},
                  "the adaptive recipe (docs/results.md, gate study): evidence gates, batch-usage KL, gate entropy."),
     "evidence": ({"model.gate": "evidence"}, "evidence gates alone, the paper's prior and KLs."),
-    "adaptive_per_dim": ({"model.gate": "evidence", "hparams.usage_weight": 0.04, "hparams.gate_entropy_weight": 0.004,
-                          "hparams.target_active": 0.25},
+    "adaptive_per_dim": (MEAN_FIELD | {"model.gate": "evidence", "hparams.usage_weight": 0.04,
+                                       "hparams.gate_entropy_weight": 0.004},
                          "the recipe with its usage and entropy weights scaled by 32/768, as much per sentence as at 32 dims."),
-    "mean_field": ({"model.gate": "mean_field", "hparams.usage_weight": 1.0, "hparams.gate_entropy_weight": 0.1,
-                    "hparams.target_active": 0.25},
+    "mean_field": (MEAN_FIELD,
                    "the recipe with mean-field gates: Bayes' rule at the expected log-odds, no gamma sampled."),
     "mean_field_evidence": ({"model.gate": "mean_field", "hparams.gate_entropy_weight": 0.1,
                              "hparams.target_active": 0.25},
                             "mean-field gates without the batch-usage KL: each gate opens on the message's evidence."),
-    "mean_field_per_dim": ({"model.gate": "mean_field", "hparams.usage_weight": 0.0417,
-                            "hparams.gate_entropy_weight": 0.00417, "hparams.target_active": 0.25},
+    "mean_field_per_dim": (MEAN_FIELD | {"hparams.usage_weight": 0.0417, "hparams.gate_entropy_weight": 0.00417},
                            "mean-field gates with the usage and entropy weights scaled by 32/768."),
-    "mean_field_no_entropy": ({"model.gate": "mean_field", "hparams.usage_weight": 0.0417,
-                               "hparams.gate_entropy_weight": 0.0, "hparams.target_active": 0.25},
+    "mean_field_no_entropy": (MEAN_FIELD | {"hparams.usage_weight": 0.0417, "hparams.gate_entropy_weight": 0.0},
                               "mean-field gates, usage weight scaled by 32/768, no gate entropy."),
     "mean_field_long": (MEAN_FIELD_LONG,
                         "the mean-field recipe for 4x the steps (2400), its sparsity terms rising over the first 1000."),
